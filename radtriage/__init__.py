@@ -1,0 +1,5 @@
+"""RadTriage: radiology worklist triage."""
+
+from radtriage.celery import app as celery_app
+
+__all__ = ["celery_app"]

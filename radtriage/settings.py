@@ -1,0 +1,286 @@
+"""Django settings, all read from the environment.
+
+With nothing set, RadTriage runs in its embedded mode: SQLite under ``var/``, an
+in-memory Celery broker and channel layer, and one ``serve`` process running web,
+DICOM listener, worker and scheduler together. ``DATABASE_URL`` and ``REDIS_URL``
+select PostgreSQL and Redis for production, where those run as separate processes.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+import django_stubs_ext
+from django.core.exceptions import ImproperlyConfigured
+
+from radtriage.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_secret,
+    env_str,
+)
+
+django_stubs_ext.monkeypatch()
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("RADTRIAGE_VAR_DIR", str(BASE_DIR / "var")))
+
+DATABASE_URL = env_secret("DATABASE_URL")
+REDIS_URL = env_secret("REDIS_URL")
+# Without Redis the broker and channel layer live in memory, which is only
+# correct when every component shares the one `serve` process.
+EMBEDDED = not REDIS_URL
+
+DEBUG = env_bool("DEBUG", False)
+
+
+def _secret_key() -> str:
+    key = env_secret("SECRET_KEY")
+    if key:
+        if len(key) < 32:
+            raise ImproperlyConfigured("SECRET_KEY must be at least 32 characters long")
+        return key
+    if DATABASE_URL or REDIS_URL:
+        raise ImproperlyConfigured(
+            "SECRET_KEY (or SECRET_KEY_FILE) must be set when DATABASE_URL or "
+            "REDIS_URL select production mode"
+        )
+    # Embedded mode: a random key kept beside the database, private to this install.
+    key_file = VAR_DIR / "secret_key"
+    if not key_file.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        key_file.touch(mode=0o600)
+        key_file.write_text(secrets.token_urlsafe(50))
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_filters",
+    "django_htmx",
+    "channels",
+    "triage",
+    "inference",
+    "worklist",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Every page needs a login unless its view says otherwise.
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "radtriage.urls"
+ASGI_APPLICATION = "radtriage.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database() -> dict[str, Any]:
+    if DATABASE_URL:
+        config: dict[str, Any] = dict(dj_database_url.parse(DATABASE_URL))
+        if config["ENGINE"] != "django.db.backends.postgresql":
+            raise ImproperlyConfigured("DATABASE_URL must point to PostgreSQL")
+        # psycopg 3's pool; Django requires CONN_MAX_AGE = 0 with it.
+        config["CONN_MAX_AGE"] = 0
+        config["OPTIONS"] = {
+            "pool": {
+                "min_size": env_int("DATABASE_POOL_MIN", 2, minimum=0),
+                "max_size": env_int("DATABASE_POOL_MAX", 10, minimum=1),
+                "timeout": 10,
+            }
+        }
+        return config
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": VAR_DIR / "radtriage.sqlite3",
+        "OPTIONS": {
+            # IMMEDIATE stops read-then-write transactions failing at once with
+            # "database is locked" under concurrent writers; FULL keeps an
+            # acknowledged instance's row on disk through a power cut.
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
+        },
+    }
+
+
+DATABASES = {"default": _database()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+_VALIDATORS = "django.contrib.auth.password_validation"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": f"{_VALIDATORS}.UserAttributeSimilarityValidator"},
+    {"NAME": f"{_VALIDATORS}.MinimumLengthValidator"},
+    {"NAME": f"{_VALIDATORS}.CommonPasswordValidator"},
+    {"NAME": f"{_VALIDATORS}.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("RADTRIAGE_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns when it is missing
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# Served from the finders, so no collectstatic step is needed to start.
+WHITENOISE_USE_FINDERS = True
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = env_int("RADTRIAGE_SESSION_SECONDS", 12 * 3600, minimum=300)
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if env_bool("RADTRIAGE_HTTPS", False):
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = 31536000
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "RadTriage API",
+    "DESCRIPTION": "Radiology worklist triage: studies, AI findings, alerts, reports.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+}
+
+if EMBEDDED:
+    CHANNEL_LAYERS: dict[str, Any] = {
+        "default": {
+            "BACKEND": "radtriage.channel_layers.ThreadSafeInMemoryChannelLayer"
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+
+# Celery: the broker is Redis in production and in-memory in the embedded mode.
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = (
+    # kombu's memory transport sleeps this long whenever it finds nothing; the
+    # default of 1 s makes every task wait seconds.
+    {"polling_interval": 0.02} if EMBEDDED else {"visibility_timeout": 3600}
+)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "routine"
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "record-worker-heartbeat": {
+        "task": "triage.tasks.record_worker_heartbeat",
+        "schedule": 30.0,
+    },
+}
+
+# RadTriage's own knobs.
+RADTRIAGE_STORAGE_DIR = Path(env_str("RADTRIAGE_STORAGE_DIR", str(VAR_DIR / "dicom")))
+RADTRIAGE_MAX_INSTANCE_BYTES = (
+    env_int("RADTRIAGE_MAX_INSTANCE_MB", 1024, minimum=1) * 1024 * 1024
+)
+RADTRIAGE_AE_TITLE = env_str("RADTRIAGE_AE_TITLE", "RADTRIAGE")
+RADTRIAGE_DICOM_HOST = env_str("RADTRIAGE_DICOM_HOST", "127.0.0.1")
+RADTRIAGE_DICOM_PORT = env_int("RADTRIAGE_DICOM_PORT", 11112, minimum=1)
+RADTRIAGE_DICOM_MAX_ASSOCIATIONS = env_int(
+    "RADTRIAGE_DICOM_MAX_ASSOCIATIONS", 16, minimum=1
+)
+# A larger PDU than pynetdicom's 16 KiB default moves big slices with fewer reads.
+RADTRIAGE_DICOM_MAX_PDU = env_int("RADTRIAGE_DICOM_MAX_PDU", 1 << 20, minimum=0)
+RADTRIAGE_DICOM_CALLING_AE_ALLOWLIST = env_list(
+    "RADTRIAGE_DICOM_CALLING_AE_ALLOWLIST", []
+)
+RADTRIAGE_WEB_HOST = env_str("RADTRIAGE_WEB_HOST", "127.0.0.1")
+RADTRIAGE_WEB_PORT = env_int("RADTRIAGE_WEB_PORT", 8000, minimum=1)
+RADTRIAGE_EMBEDDED_WORKERS = env_int("RADTRIAGE_EMBEDDED_WORKERS", 2, minimum=1)
+RADTRIAGE_WORKER_HEARTBEAT_MAX_AGE = env_float(
+    "RADTRIAGE_WORKER_HEARTBEAT_MAX_AGE", 120.0, minimum=1.0
+)
+RADTRIAGE_VIEWER_URL_TEMPLATE = env_str(
+    "RADTRIAGE_VIEWER_URL_TEMPLATE", "/viewer?StudyInstanceUIDs={study_instance_uid}"
+)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # pynetdicom logs whole datasets at DEBUG, PHI included.
+        "pynetdicom": {"level": "WARNING"},
+    },
+}

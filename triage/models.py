@@ -1,0 +1,290 @@
+"""Patients, studies, series and instances as received, with every state change
+time-stamped for the turnaround reports."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from triage.roles import STUDY_PERMISSIONS
+
+
+class PatientClass(models.TextChoices):
+    EMERGENCY = "emergency", "Emergency"
+    INPATIENT = "inpatient", "Inpatient"
+    OUTPATIENT = "outpatient", "Outpatient"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class OrderPriority(models.TextChoices):
+    STAT = "stat", "STAT"
+    URGENT = "urgent", "Urgent"
+    ROUTINE = "routine", "Routine"
+
+
+class AIStatus(models.TextChoices):
+    """Where a study stands in AI screening; always shown, never silent."""
+
+    PENDING = "pending", "Pending"
+    QUEUED = "queued", "Queued"
+    SCORING = "scoring", "Scoring"
+    SCORED = "scored", "Scored"
+    NOT_APPLICABLE = "not_applicable", "Not applicable"
+    FAILED = "failed", "Failed"
+
+
+class ReadingStatus(models.TextChoices):
+    AWAITING_IMAGES = "awaiting_images", "Awaiting images"
+    AWAITING_AI = "awaiting_ai", "Awaiting AI"
+    READY = "ready", "Ready"
+    IN_PROGRESS = "in_progress", "In progress"
+    PRELIMINARY = "preliminary", "Preliminary"
+    FINAL = "final", "Final"
+
+
+class Patient(models.Model):
+    """The minimum of PHI needed to show a study to its readers."""
+
+    patient_id = models.CharField(max_length=64)
+    issuer_of_patient_id = models.CharField(max_length=64, blank=True, default="")
+    patient_name = models.CharField(max_length=324, blank=True, default="")
+    patient_birth_date = models.DateField(null=True, blank=True)
+    patient_sex = models.CharField(max_length=16, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient_id", "issuer_of_patient_id"],
+                name="patient_unique_id_per_issuer",
+            )
+        ]
+
+    def __str__(self) -> str:
+        # Never the name or identifier: this string ends up in logs and admin titles.
+        return f"Patient #{self.pk}"
+
+
+class StudyQuerySet(models.QuerySet["Study"]):
+    def not_final(self) -> StudyQuerySet:
+        return self.exclude(reading_status=ReadingStatus.FINAL)
+
+    def for_worklist(self) -> StudyQuerySet:
+        """Studies still to be read, most urgent first, older first on ties."""
+        return (
+            self.not_final()
+            .select_related("patient", "claimed_by")
+            .order_by("-priority_score", "first_instance_received_at", "pk")
+        )
+
+
+class Study(models.Model):
+    """One imaging study, keyed by its StudyInstanceUID."""
+
+    study_instance_uid = models.CharField(max_length=64, unique=True)
+    patient = models.ForeignKey(
+        Patient, on_delete=models.PROTECT, related_name="studies"
+    )
+    accession_number = models.CharField(max_length=64, blank=True, default="")
+    # DICOM ModalitiesInStudy, backslash-separated as on the wire ("CT\\SR").
+    modalities = models.CharField(max_length=64, blank=True, default="")
+    body_part_examined = models.CharField(max_length=64, blank=True, default="")
+    study_description = models.CharField(max_length=256, blank=True, default="")
+    study_date = models.DateField(null=True, blank=True)
+    study_time = models.TimeField(null=True, blank=True)
+    patient_class = models.CharField(
+        max_length=16, choices=PatientClass.choices, default=PatientClass.UNKNOWN
+    )
+    order_priority = models.CharField(
+        max_length=16, choices=OrderPriority.choices, default=OrderPriority.ROUTINE
+    )
+    ai_status = models.CharField(
+        max_length=16, choices=AIStatus.choices, default=AIStatus.PENDING
+    )
+    ai_status_reason = models.CharField(max_length=512, blank=True, default="")
+    reading_status = models.CharField(
+        max_length=16,
+        choices=ReadingStatus.choices,
+        default=ReadingStatus.AWAITING_IMAGES,
+    )
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="claimed_studies",
+    )
+    priority_score = models.FloatField(default=0.0)
+    # The engine's components as shown to readers: [{"code", "points", "reason"}].
+    priority_components = models.JSONField(default=list, blank=True)
+    instance_count = models.PositiveIntegerField(default=0)
+    # Bumped on every change a browser should see; live deltas carry it.
+    version = models.PositiveBigIntegerField(default=0)
+
+    # The timeline. Reports compute turnaround from these; each is set once by the
+    # service that makes the transition (and reset only where a study is reopened).
+    acquired_at = models.DateTimeField(null=True, blank=True)
+    first_instance_received_at = models.DateTimeField(null=True, blank=True)
+    last_instance_received_at = models.DateTimeField(null=True, blank=True)
+    stable_at = models.DateTimeField(null=True, blank=True)
+    scoring_queued_at = models.DateTimeField(null=True, blank=True)
+    scoring_started_at = models.DateTimeField(null=True, blank=True)
+    scored_at = models.DateTimeField(null=True, blank=True)
+    first_opened_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    preliminary_at = models.DateTimeField(null=True, blank=True)
+    finalized_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = StudyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "studies"
+        permissions = STUDY_PERMISSIONS
+        indexes = [
+            # The worklist: not-final studies by priority, oldest first on ties.
+            models.Index(
+                fields=["-priority_score", "first_instance_received_at", "id"],
+                condition=~Q(reading_status="final"),
+                name="study_worklist_idx",
+            ),
+            # The stability sweep: studies still receiving, by last arrival.
+            models.Index(
+                fields=["last_instance_received_at"],
+                condition=Q(stable_at__isnull=True),
+                name="study_unstable_idx",
+            ),
+            models.Index(fields=["accession_number"], name="study_accession_idx"),
+            models.Index(fields=["study_date"], name="study_date_idx"),
+            models.Index(fields=["finalized_at"], name="study_finalized_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Study #{self.pk}"
+
+    @property
+    def modality_list(self) -> list[str]:
+        return [m for m in self.modalities.split("\\") if m]
+
+
+class Series(models.Model):
+    """One series of a study, keyed by its SeriesInstanceUID."""
+
+    series_instance_uid = models.CharField(max_length=64, unique=True)
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="series")
+    modality = models.CharField(max_length=16, blank=True, default="")
+    series_number = models.IntegerField(null=True, blank=True)
+    series_description = models.CharField(max_length=256, blank=True, default="")
+    body_part_examined = models.CharField(max_length=64, blank=True, default="")
+    manufacturer = models.CharField(max_length=128, blank=True, default="")
+    manufacturer_model_name = models.CharField(max_length=128, blank=True, default="")
+    instance_count = models.PositiveIntegerField(default=0)
+    first_instance_received_at = models.DateTimeField(null=True, blank=True)
+    last_instance_received_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "series"
+
+    def __str__(self) -> str:
+        return f"Series #{self.pk}"
+
+
+class Instance(models.Model):
+    """One stored SOP instance: where its bytes are and what they were."""
+
+    sop_instance_uid = models.CharField(max_length=64, unique=True)
+    series = models.ForeignKey(
+        Series, on_delete=models.CASCADE, related_name="instances"
+    )
+    sop_class_uid = models.CharField(max_length=64)
+    transfer_syntax_uid = models.CharField(max_length=64)
+    instance_number = models.IntegerField(null=True, blank=True)
+    # Position along the slice normal in mm, for ordering slices without reading files.
+    slice_position = models.FloatField(null=True, blank=True)
+    rows = models.PositiveIntegerField(null=True, blank=True)
+    columns = models.PositiveIntegerField(null=True, blank=True)
+    # Relative to RADTRIAGE_STORAGE_DIR, so storage can move.
+    storage_path = models.CharField(max_length=512)
+    size_bytes = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    received_at = models.DateTimeField()
+    replaced_at = models.DateTimeField(null=True, blank=True)
+    replacement_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["series", "slice_position"], name="instance_order_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"Instance #{self.pk}"
+
+
+class StudyEvent(models.Model):
+    """Append-only history of a study: every transition, with time and actor."""
+
+    class Kind(models.TextChoices):
+        RECEIVED = "received", "First instance received"
+        INSTANCE_REPLACED = "instance_replaced", "Instance replaced"
+        STABLE = "stable", "Stable"
+        REOPENED = "reopened", "Reopened by late instances"
+        SCORING_QUEUED = "scoring_queued", "Scoring queued"
+        SCORING_STARTED = "scoring_started", "Scoring started"
+        SCORED = "scored", "Scored"
+        SCORING_FAILED = "scoring_failed", "Scoring failed"
+        NOT_APPLICABLE = "not_applicable", "No applicable model"
+        OPENED = "opened", "Opened"
+        CLAIMED = "claimed", "Claimed"
+        RELEASED = "released", "Released"
+        PRELIMINARY = "preliminary", "Preliminary report"
+        FINAL = "final", "Final report"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    at = models.DateTimeField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["study", "at"], name="studyevent_study_at_idx")]
+        ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of study #{self.study_id} at {self.at.isoformat()}"
+
+
+class AuditEvent(models.Model):
+    """Who looked at or changed what: every PHI access is recorded here."""
+
+    at = models.DateTimeField(db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    action = models.CharField(max_length=64)
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64, blank=True, default="")
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["object_type", "object_id"], name="audit_object_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.object_type}:{self.object_id}"
+
+
+class WorkerHeartbeat(models.Model):
+    """Last time each Celery worker ran the periodic heartbeat task."""
+
+    hostname = models.CharField(max_length=255, unique=True)
+    seen_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.hostname
