@@ -235,7 +235,6 @@ CELERY_TASK_DEFAULT_QUEUE = "routine"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ALWAYS_EAGER = False
-CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "record-worker-heartbeat": {
         "task": "triage.tasks.record_worker_heartbeat",
