@@ -1,8 +1,33 @@
 """Model registry, preprocessing, ONNX runtime and scoring."""
 
+from __future__ import annotations
+
+import logging
+from typing import Any
+
 from django.apps import AppConfig
+
+logger = logging.getLogger(__name__)
+
+
+def _on_study_stable(sender: Any, study_id: int, **kwargs: Any) -> None:
+    """A study is stable: queue its scoring (on the queue its urgency calls for)."""
+    from django.utils import timezone
+
+    from inference import services
+
+    try:
+        services.enqueue_scoring(study_id, now=timezone.now())
+    except Exception:
+        # The study stays pending; the stuck-scoring sweeper queues it later.
+        logger.exception("queueing scoring failed study_id=%s", study_id)
 
 
 class InferenceConfig(AppConfig):
     name = "inference"
     verbose_name = "AI scoring"
+
+    def ready(self) -> None:
+        from triage.signals import study_stable
+
+        study_stable.connect(_on_study_stable, dispatch_uid="inference-score-stable")

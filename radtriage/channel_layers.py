@@ -30,9 +30,8 @@ class ThreadSafeInMemoryChannelLayer(InMemoryChannelLayer):
     _server_loop: asyncio.AbstractEventLoop | None = None
 
     def _bind(self) -> None:
-        # The first consumer to receive or join a group runs on the server loop.
-        if self._server_loop is None or self._server_loop.is_closed():
-            self._server_loop = asyncio.get_running_loop()
+        # Only consumers receive, and they run on the server's loop.
+        self._server_loop = asyncio.get_running_loop()
 
     async def _on_server_loop(
         self, fn: Callable[..., Awaitable[Any]], *args: Any
@@ -52,7 +51,6 @@ class ThreadSafeInMemoryChannelLayer(InMemoryChannelLayer):
         return await super().receive(channel)
 
     async def group_add(self, group: str, channel: str) -> None:
-        self._bind()
         await self._on_server_loop(super().group_add, group, channel)
 
     async def group_discard(self, group: str, channel: str) -> None:

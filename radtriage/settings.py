@@ -24,6 +24,12 @@ from radtriage.env import (
     env_secret,
     env_str,
 )
+from triage.stability import DEFAULT_STABILITY_SECONDS, parse_stability_seconds
+from worklist.alerts.rules import parse_escalation_minutes
+from worklist.priority import OrderPriority as PriorityOrder
+from worklist.priority import PatientClass as PriorityPatientClass
+from worklist.priority import parse_points
+from worklist.tat import DEFAULT_SLA_MINUTES, parse_sla_minutes
 
 django_stubs_ext.monkeypatch()
 
@@ -122,11 +128,16 @@ def _database() -> dict[str, Any]:
             raise ImproperlyConfigured("DATABASE_URL must point to PostgreSQL")
         # psycopg 3's pool; Django requires CONN_MAX_AGE = 0 with it.
         config["CONN_MAX_AGE"] = 0
+        # After a database restart, pooled connections are dead: the pool tests
+        # each one as it hands it out rather than fail a request on it.
+        config["CONN_HEALTH_CHECKS"] = True
         config["OPTIONS"] = {
             "pool": {
                 "min_size": env_int("DATABASE_POOL_MIN", 2, minimum=0),
                 "max_size": env_int("DATABASE_POOL_MAX", 10, minimum=1),
-                "timeout": 10,
+                # Seconds to wait for a connection before failing the request
+                # (a C-STORE then answers "out of resources" and is re-sent).
+                "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0, minimum=0.1),
             }
         }
         return config
@@ -235,10 +246,43 @@ CELERY_TASK_DEFAULT_QUEUE = "routine"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ALWAYS_EAGER = False
+RADTRIAGE_STABILITY_SWEEP_SECONDS = env_float(
+    "RADTRIAGE_STABILITY_SWEEP_SECONDS", 2.0, minimum=0.1
+)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "refresh-worklist-priorities": {
+        "task": "worklist.tasks.refresh_priorities",
+        "schedule": env_float("RADTRIAGE_PRIORITY_REFRESH_SECONDS", 60.0, minimum=1.0),
+        "options": {"queue": "routine", "expires": 120.0},
+    },
+    "release-inactive-claims": {
+        "task": "worklist.tasks.release_inactive_claims",
+        "schedule": 60.0,
+        "options": {"queue": "routine", "expires": 120.0},
+    },
     "record-worker-heartbeat": {
         "task": "triage.tasks.record_worker_heartbeat",
         "schedule": 30.0,
+    },
+    "sweep-stuck-scoring": {
+        "task": "inference.tasks.sweep_stuck_scoring",
+        "schedule": env_float("RADTRIAGE_SCORING_SWEEP_SECONDS", 60.0, minimum=1.0),
+        "options": {"queue": "urgent", "expires": 120.0},
+    },
+    "escalate-overdue-alerts": {
+        "task": "worklist.alerts.tasks.escalate_overdue_alerts",
+        "schedule": env_float("RADTRIAGE_ALERT_SWEEP_SECONDS", 15.0, minimum=0.5),
+        "options": {"queue": "urgent", "expires": 60.0},
+    },
+    "sweep-stability": {
+        "task": "triage.tasks.sweep_stability",
+        "schedule": RADTRIAGE_STABILITY_SWEEP_SECONDS,
+        # Urgent: scoring waits on it. A sweep nobody ran in time is dropped,
+        # not queued up: the next tick does the same work.
+        "options": {
+            "queue": "urgent",
+            "expires": 10 * RADTRIAGE_STABILITY_SWEEP_SECONDS,
+        },
     },
 }
 
@@ -258,6 +302,16 @@ RADTRIAGE_DICOM_MAX_PDU = env_int("RADTRIAGE_DICOM_MAX_PDU", 1 << 20, minimum=0)
 RADTRIAGE_DICOM_CALLING_AE_ALLOWLIST = env_list(
     "RADTRIAGE_DICOM_CALLING_AE_ALLOWLIST", []
 )
+# Seconds without a new instance after which a study (or series) is stable,
+# per DICOM modality; "*" for the others.
+try:
+    RADTRIAGE_STABILITY = parse_stability_seconds(
+        env_str("RADTRIAGE_STABILITY_SECONDS", DEFAULT_STABILITY_SECONDS)
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(f"RADTRIAGE_STABILITY_SECONDS: {exc}") from exc
+# STOW-RS on PostgreSQL stores this many instances of a request at once.
+RADTRIAGE_STOW_CONCURRENCY = env_int("RADTRIAGE_STOW_CONCURRENCY", 4, minimum=1)
 RADTRIAGE_WEB_HOST = env_str("RADTRIAGE_WEB_HOST", "127.0.0.1")
 RADTRIAGE_WEB_PORT = env_int("RADTRIAGE_WEB_PORT", 8000, minimum=1)
 RADTRIAGE_EMBEDDED_WORKERS = env_int("RADTRIAGE_EMBEDDED_WORKERS", 2, minimum=1)
@@ -267,6 +321,107 @@ RADTRIAGE_WORKER_HEARTBEAT_MAX_AGE = env_float(
 RADTRIAGE_VIEWER_URL_TEMPLATE = env_str(
     "RADTRIAGE_VIEWER_URL_TEMPLATE", "/viewer?StudyInstanceUIDs={study_instance_uid}"
 )
+# AI scoring (inference/): the models folder, ONNX Runtime threads and devices,
+# batch size and the scoring task's limits.
+RADTRIAGE_MODELS_DIR = Path(
+    env_str("RADTRIAGE_MODELS_DIR", str(BASE_DIR / "inference" / "demo_models"))
+)
+RADTRIAGE_NEW_MODEL_MODE = env_str("RADTRIAGE_NEW_MODEL_MODE", "active")
+if RADTRIAGE_NEW_MODEL_MODE not in ("active", "shadow", "disabled"):
+    raise ImproperlyConfigured(
+        "RADTRIAGE_NEW_MODEL_MODE must be active, shadow or disabled"
+    )
+RADTRIAGE_INFERENCE_DEVICE = env_str("RADTRIAGE_INFERENCE_DEVICE", "auto")
+if RADTRIAGE_INFERENCE_DEVICE not in ("auto", "cpu"):
+    raise ImproperlyConfigured("RADTRIAGE_INFERENCE_DEVICE must be auto or cpu")
+RADTRIAGE_ONNX_INTRA_OP_THREADS = env_int(
+    "RADTRIAGE_ONNX_INTRA_OP_THREADS", 2, minimum=0
+)
+RADTRIAGE_ONNX_INTER_OP_THREADS = env_int(
+    "RADTRIAGE_ONNX_INTER_OP_THREADS", 1, minimum=0
+)
+RADTRIAGE_INFERENCE_BATCH = env_int("RADTRIAGE_INFERENCE_BATCH", 64, minimum=1)
+RADTRIAGE_SCORE_SOFT_TIME_LIMIT = env_int(
+    "RADTRIAGE_SCORE_SOFT_TIME_LIMIT", 300, minimum=5
+)
+RADTRIAGE_SCORE_TIME_LIMIT = env_int(
+    "RADTRIAGE_SCORE_TIME_LIMIT", RADTRIAGE_SCORE_SOFT_TIME_LIMIT + 60, minimum=10
+)
+RADTRIAGE_SCORE_MAX_RETRIES = env_int("RADTRIAGE_SCORE_MAX_RETRIES", 3, minimum=0)
+# A stable study still pending or queued this long is enqueued again.
+RADTRIAGE_SCORING_STUCK_SECONDS = env_float(
+    "RADTRIAGE_SCORING_STUCK_SECONDS", 300.0, minimum=1.0
+)
+# The worklist's priority engine (points; see worklist/priority.py). SLA targets
+# per patient class are RADTRIAGE_SLA_MINUTES, shared with the reports.
+try:
+    RADTRIAGE_PRIORITY_ORDER_POINTS = parse_points(
+        env_str("RADTRIAGE_PRIORITY_ORDER_POINTS", "stat=40,urgent=20,routine=0"),
+        [p.value for p in PriorityOrder],
+    )
+    RADTRIAGE_PRIORITY_CLASS_POINTS = parse_points(
+        env_str(
+            "RADTRIAGE_PRIORITY_CLASS_POINTS",
+            "emergency=30,inpatient=15,outpatient=0,unknown=5",
+        ),
+        [c.value for c in PriorityPatientClass],
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(f"RADTRIAGE_PRIORITY_*_POINTS: {exc}") from exc
+RADTRIAGE_PRIORITY_AI_POINTS = env_float(
+    "RADTRIAGE_PRIORITY_AI_POINTS", 100.0, minimum=0
+)
+RADTRIAGE_PRIORITY_WAITING_POINTS = env_float(
+    "RADTRIAGE_PRIORITY_WAITING_POINTS", 20.0, minimum=0
+)
+RADTRIAGE_PRIORITY_AGE_POINTS = env_float(
+    "RADTRIAGE_PRIORITY_AGE_POINTS", 5.0, minimum=0
+)
+# A study is overdue (and AI reordering can no longer pass it) after this many
+# times its SLA target.
+RADTRIAGE_PRIORITY_MAX_WAIT_FACTOR = env_float(
+    "RADTRIAGE_PRIORITY_MAX_WAIT_FACTOR", 1.5, minimum=0.01
+)
+# A claimed study with no activity for this long is released for others.
+RADTRIAGE_CLAIM_AUTO_RELEASE_MINUTES = env_float(
+    "RADTRIAGE_CLAIM_AUTO_RELEASE_MINUTES", 30.0, minimum=1.0
+)
+# Report-turnaround targets (acquired -> final) per patient class, in minutes.
+try:
+    RADTRIAGE_SLA_MINUTES = parse_sla_minutes(
+        env_str("RADTRIAGE_SLA_MINUTES", DEFAULT_SLA_MINUTES)
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(f"RADTRIAGE_SLA_MINUTES: {exc}") from exc
+# Score drift (population stability index) above this shows a warning.
+RADTRIAGE_PSI_WARNING = env_float("RADTRIAGE_PSI_WARNING", 0.2, minimum=0.0)
+
+# Critical-finding alerts: escalation when not acknowledged in time.
+try:
+    RADTRIAGE_ALERT_ESCALATION_MINUTES = parse_escalation_minutes(
+        env_str("RADTRIAGE_ALERT_ESCALATION_MINUTES", "")
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(f"RADTRIAGE_ALERT_ESCALATION_MINUTES: {exc}") from exc
+# Escalation emails; empty: the department heads' addresses.
+RADTRIAGE_ALERT_EMAILS = env_list("RADTRIAGE_ALERT_EMAILS", [])
+RADTRIAGE_ALERT_WEBHOOK_URL = env_str("RADTRIAGE_ALERT_WEBHOOK_URL", "")
+RADTRIAGE_ALERT_WEBHOOK_SECRET = env_secret("RADTRIAGE_ALERT_WEBHOOK_SECRET", "")
+RADTRIAGE_ALERT_WEBHOOK_TIMEOUT = env_float(
+    "RADTRIAGE_ALERT_WEBHOOK_TIMEOUT", 5.0, minimum=0.1
+)
+RADTRIAGE_ALERT_WEBHOOK_MAX_RETRIES = env_int(
+    "RADTRIAGE_ALERT_WEBHOOK_MAX_RETRIES", 5, minimum=0
+)
+# The board's alert-fatigue view: alerts per shift against this cap.
+RADTRIAGE_ALERT_SHIFT_HOURS = env_int("RADTRIAGE_ALERT_SHIFT_HOURS", 8, minimum=1)
+RADTRIAGE_ALERT_SHIFT_CAP = env_int("RADTRIAGE_ALERT_SHIFT_CAP", 10, minimum=1)
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "radtriage@localhost")
 
 LOGGING = {
     "version": 1,

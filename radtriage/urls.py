@@ -22,5 +22,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("dicomweb/", include("triage.dicomweb.urls")),
+    path("api/", include("worklist.api.urls")),
     path("", include("worklist.urls")),
 ]

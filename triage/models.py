@@ -159,6 +159,10 @@ class Study(models.Model):
             models.Index(fields=["accession_number"], name="study_accession_idx"),
             models.Index(fields=["study_date"], name="study_date_idx"),
             models.Index(fields=["finalized_at"], name="study_finalized_idx"),
+            # Reports: studies by the day their first image arrived.
+            models.Index(
+                fields=["first_instance_received_at"], name="study_received_idx"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -183,10 +187,21 @@ class Series(models.Model):
     instance_count = models.PositiveIntegerField(default=0)
     first_instance_received_at = models.DateTimeField(null=True, blank=True)
     last_instance_received_at = models.DateTimeField(null=True, blank=True)
+    # Set when the series alone has been quiet long enough (triage.stability), so
+    # a model needing only this series may start; cleared by a late instance.
+    stable_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         verbose_name_plural = "series"
+        indexes = [
+            # The stability sweep: series still receiving, by last arrival.
+            models.Index(
+                fields=["last_instance_received_at"],
+                condition=Q(stable_at__isnull=True),
+                name="series_unstable_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Series #{self.pk}"
@@ -228,6 +243,7 @@ class StudyEvent(models.Model):
 
     class Kind(models.TextChoices):
         RECEIVED = "received", "First instance received"
+        ORDER_UPDATED = "order_updated", "Order details updated"
         INSTANCE_REPLACED = "instance_replaced", "Instance replaced"
         STABLE = "stable", "Stable"
         REOPENED = "reopened", "Reopened by late instances"

@@ -25,6 +25,9 @@ ACKNOWLEDGE_ALERTS = "acknowledge_alerts"
 VIEW_REPORTS = "view_reports"
 CONFIGURE_AI = "configure_ai"
 VIEW_PHI = "view_phi"
+# Not a role's: held by integration accounts (a PACS, a modality gateway), which
+# store instances by STOW-RS and search by QIDO-RS with an API token.
+USE_DICOMWEB = "use_dicomweb"
 
 STUDY_PERMISSIONS: tuple[tuple[str, str], ...] = (
     (READ_STUDIES, "Can claim, read and finalize studies"),
@@ -33,6 +36,7 @@ STUDY_PERMISSIONS: tuple[tuple[str, str], ...] = (
     (VIEW_REPORTS, "Can read turnaround and AI-performance reports"),
     (CONFIGURE_AI, "Can enable models and override thresholds"),
     (VIEW_PHI, "Can see patient names and identifiers"),
+    (USE_DICOMWEB, "Can store and search studies by DICOMweb (integrations)"),
 )
 
 # Least privilege: each role gets only what its daily work needs.

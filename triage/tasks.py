@@ -13,3 +13,15 @@ def record_worker_heartbeat(self: Task[[], None]) -> None:
     """Record that a worker is consuming tasks, for /readyz and monitoring."""
     hostname = self.request.hostname or "unknown"
     services.record_worker_heartbeat(str(hostname), now=timezone.now())
+
+
+@shared_task(ignore_result=True, max_retries=0)
+def sweep_stability() -> None:
+    """Declare quiet studies and series stable (beat runs this every few seconds).
+
+    No retries: the next tick is the retry, and it is safe to run in several
+    workers at once (each study is claimed under a skip-locked row lock).
+    """
+    now = timezone.now()
+    services.mark_stable_studies(now)
+    services.mark_stable_series(now)

@@ -1,8 +1,72 @@
 """Priority, reading workflow, alerts, live updates, pages and reports."""
 
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from typing import Any
+
 from django.apps import AppConfig
+
+logger = logging.getLogger(__name__)
+
+
+def _on_study_changed(sender: Any, study_id: int, **kwargs: Any) -> None:
+    """A component of the study's priority may have changed: recompute, announce."""
+    from django.utils import timezone
+
+    from worklist import services
+
+    try:
+        services.recompute_priority(study_id, now=timezone.now())
+    except Exception:
+        # The change itself is committed; the next refresh re-scores the study.
+        logger.exception("recomputing priority failed study_id=%s", study_id)
+
+
+def _on_study_scored_alerts(sender: Any, study_id: int, **kwargs: Any) -> None:
+    """New findings may raise, update or resolve critical-finding alerts."""
+    from django.utils import timezone
+
+    from worklist.alerts import services
+
+    try:
+        services.raise_alerts(study_id, now=timezone.now())
+    except Exception:
+        # The findings are committed; the next scoring or refresh retries.
+        logger.exception("raising alerts failed study_id=%s", study_id)
+
+
+def _on_study_changed_alerts(sender: Any, study_id: int, **kwargs: Any) -> None:
+    """A study finalized elsewhere (RIS) resolves its alerts."""
+    from django.utils import timezone
+
+    from worklist.alerts import services
+
+    try:
+        services.resolve_if_final(study_id, now=timezone.now())
+    except Exception:
+        logger.exception("resolving alerts failed study_id=%s", study_id)
 
 
 class WorklistConfig(AppConfig):
     name = "worklist"
     verbose_name = "Worklist"
+
+    def ready(self) -> None:
+        from triage.signals import study_changed
+
+        study_changed.connect(_on_study_changed, dispatch_uid="worklist-priority")
+        study_changed.connect(_on_study_changed_alerts, dispatch_uid="worklist-alerts")
+        # Registers the alert tasks with Celery (autodiscovery finds worklist.tasks).
+        importlib.import_module("worklist.alerts.tasks")
+        # The scoring layer, when installed, says when findings changed.
+        if importlib.util.find_spec("inference.signals") is not None:
+            inference_signals = importlib.import_module("inference.signals")
+            scored = getattr(inference_signals, "study_scored", None)
+            if scored is not None:
+                scored.connect(_on_study_changed, dispatch_uid="worklist-scored")
+                scored.connect(
+                    _on_study_scored_alerts, dispatch_uid="worklist-scored-alerts"
+                )

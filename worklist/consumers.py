@@ -10,7 +10,16 @@ WORKLIST_GROUP = "worklist"
 
 
 class WorklistConsumer(AsyncJsonWebsocketConsumer):
-    """Pushes worklist changes to radiologists; refuses anyone else."""
+    """Pushes worklist deltas to radiologists; refuses anyone else.
+
+    Deltas are relayed in sequence. When one is missing (the channel layer drops
+    messages for a slow reader, or the counter restarted), the reader is told to
+    resync from the API before it gets the next; a delta older than the last one
+    relayed is dropped, as the resync covers it.
+    """
+
+    last_seq: int | None = None
+    epoch: str | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -26,8 +35,16 @@ class WorklistConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         await self.channel_layer.group_discard(WORKLIST_GROUP, self.channel_name)
 
-    async def worklist_study_changed(self, event: dict[str, Any]) -> None:
-        await self.send_json(event["payload"])
+    async def worklist_delta(self, event: dict[str, Any]) -> None:
+        delta: dict[str, Any] = event["delta"]
+        seq, epoch = int(delta["seq"]), str(delta["epoch"])
+        if self.last_seq is not None:
+            if epoch == self.epoch and seq <= self.last_seq:
+                return
+            if epoch != self.epoch or seq != self.last_seq + 1:
+                await self.send_json({"type": "worklist.resync", "reason": "gap"})
+        self.last_seq, self.epoch = seq, epoch
+        await self.send_json(delta)
 
     @staticmethod
     async def _may_read(user: Any) -> bool:

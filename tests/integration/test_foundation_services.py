@@ -155,12 +155,9 @@ def test_channels_redis_group_message_reaches_a_real_consumer(
             return dict(json.loads(message))
 
     payload = asyncio.run(exchange())
-    assert payload == {
-        "type": "worklist.study_changed",
-        "study_id": 7,
-        "version": 3,
-        "priority_score": 42.0,
-    }
+    assert payload["type"] == "worklist.delta"
+    assert payload["upserted"] == [{"id": 7, "version": 3, "priority_score": 42.0}]
+    assert payload["removed"] == []
 
     async def refused(headers: dict[str, str]) -> bool:
         try:

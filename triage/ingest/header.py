@@ -11,11 +11,16 @@ import re
 import warnings
 from dataclasses import dataclass
 from datetime import date, time
+from typing import cast
 
 import pydicom
-from pydicom.dataelem import RawDataElement
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import data_element_generator
+from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag, Tag
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -36,6 +41,7 @@ from triage.ingest.errors import (
     UnsupportedSopClass,
     UnsupportedTransferSyntax,
 )
+from triage.ingest.part10 import dataset_offset
 
 # PS3.5 9.1: digits in dot-separated components, no leading zeros, at most 64.
 _UID_PATTERN = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
@@ -59,6 +65,42 @@ SUPPORTED_TRANSFER_SYNTAXES: frozenset[str] = frozenset(
     ]
 )
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_READ_KEYWORDS = (
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "PatientID",
+    "IssuerOfPatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "Modality",
+    "BodyPartExamined",
+    "StudyDescription",
+    "StudyDate",
+    "StudyTime",
+    "SeriesNumber",
+    "SeriesDescription",
+    "Manufacturer",
+    "ManufacturerModelName",
+    "InstanceNumber",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "Rows",
+    "Columns",
+    "BitsAllocated",
+    "SamplesPerPixel",
+    "NumberOfFrames",
+    "RequestedProcedurePriority",
+    *_PIXEL_KEYWORDS,
+)
+_TAGS: dict[str, BaseTag] = {k: Tag(k) for k in _READ_KEYWORDS}
+_VR_OF: dict[str, str] = {k: dictionary_VR(_TAGS[k]) for k in _READ_KEYWORDS}
+_ROWS = _TAGS["Rows"]
+_PIXEL_DATA = _TAGS["PixelData"]
+_PIXEL_TAGS = tuple(_TAGS[k] for k in _PIXEL_KEYWORDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +153,20 @@ def read_header(data: bytes) -> InstanceHeader:
         raise UnsupportedTransferSyntax(
             f"transfer syntax {transfer_syntax_uid} is not supported"
         )
+    _check_complete(dataset)
+    try:
+        return _header(dataset, transfer_syntax_uid)
+    except MissingAttribute as exc:
+        # A stream cut short lacks attributes too: say what really happened.
+        if _is_cut_short(data, dataset):
+            raise TruncatedInstance("the stream ends inside an element") from exc
+        raise
+
+
+def _header(dataset: Dataset, transfer_syntax_uid: str) -> InstanceHeader:
     sop_class_uid = _uid(dataset, "SOPClassUID")
     if sop_class_uid not in STORAGE_SOP_CLASSES:
         raise UnsupportedSopClass(f"SOP class {sop_class_uid} is not a storage class")
-    _check_complete(dataset)
     return InstanceHeader(
         sop_class_uid=sop_class_uid,
         sop_instance_uid=_uid(dataset, "SOPInstanceUID"),
@@ -161,39 +213,95 @@ def _read_dataset(data: bytes) -> Dataset:
 
 
 def _check_complete(dataset: Dataset) -> None:
-    # pydicom quietly keeps a short last value; compare each declared length.
-    for element in dataset.elements():
-        if (
-            isinstance(element, RawDataElement)
-            and element.length != _UNDEFINED_LENGTH
-            and element.value is not None
-            and len(element.value) < element.length
-        ):
-            raise TruncatedInstance("the stream ends inside an element")
-    if "Rows" in dataset and not any(k in dataset for k in _PIXEL_KEYWORDS):
+    # pydicom quietly keeps a short last value. A stream cut short ends inside
+    # its last element (the highest tag), so that is the one to measure.
+    last = _element(dataset, max(dataset.keys()))
+    if (
+        isinstance(last, RawDataElement)
+        and last.length != _UNDEFINED_LENGTH
+        and last.value is not None
+        and len(last.value) < last.length
+    ):
+        raise TruncatedInstance("the stream ends inside an element")
+    if _ROWS in dataset and not any(tag in dataset for tag in _PIXEL_TAGS):
         raise TruncatedInstance("an image without pixel data (truncated stream?)")
-    if "PixelData" in dataset and not dataset.file_meta.TransferSyntaxUID.is_compressed:
+    if _PIXEL_DATA in dataset and not dataset.file_meta.TransferSyntaxUID.is_compressed:
         expected = _native_pixel_bytes(dataset)
-        if expected is not None and len(dataset.PixelData) < expected:
+        pixel_data = _element(dataset, _PIXEL_DATA)
+        size = len(pixel_data.value or b"") if pixel_data is not None else 0
+        if expected is not None and size < expected:
             raise TruncatedInstance("pixel data is shorter than its dimensions say")
 
 
-def _native_pixel_bytes(dataset: Dataset) -> int | None:
+def _is_cut_short(data: bytes, dataset: Dataset) -> bool:
+    """Whether a top-level element claims more bytes than the stream holds.
+
+    pydicom converts some elements while reading (the character set), which
+    hides their declared length from :func:`_check_complete`; this walks the
+    raw elements again. Only used once an attribute turned out missing.
+    """
+    syntax = dataset.file_meta.TransferSyntaxUID
+    if syntax == DeflatedExplicitVRLittleEndian:
+        return False
+    stream = io.BytesIO(data)
+    stream.seek(dataset_offset(data))
     try:
-        bits = int(dataset.BitsAllocated)
-        pixels = (
-            int(dataset.Rows)
-            * int(dataset.Columns)
-            * int(dataset.get("SamplesPerPixel", 1))
-            * int(dataset.get("NumberOfFrames", 1) or 1)
-        )
-    except (AttributeError, TypeError, ValueError):
+        for element in data_element_generator(
+            stream, syntax.is_implicit_VR, syntax.is_little_endian
+        ):
+            if (
+                isinstance(element, RawDataElement)
+                and element.length != _UNDEFINED_LENGTH
+                and len(element.value or b"") < element.length
+            ):
+                return True
+    except Exception:  # noqa: BLE001 - unreadable here means cut short
+        return True
+    return False
+
+
+def _native_pixel_bytes(dataset: Dataset) -> int | None:
+    bits = _int(dataset, "BitsAllocated")
+    rows, columns = _int(dataset, "Rows"), _int(dataset, "Columns")
+    if bits is None or rows is None or columns is None:
         return None
-    return (pixels * bits + 7) // 8
+    samples = _int(dataset, "SamplesPerPixel") or 1
+    frames = _int(dataset, "NumberOfFrames") or 1
+    return (rows * columns * samples * frames * bits + 7) // 8
+
+
+def _element(dataset: Dataset, tag: BaseTag) -> DataElement | RawDataElement | None:
+    """The element as read, before any conversion (pydicom's typing says only
+    ``DataElement``, but ``get_item`` returns the raw one until it is used)."""
+    return cast("DataElement | RawDataElement | None", dataset.get_item(tag))
+
+
+def _string(dataset: Dataset, keyword: str) -> str:
+    """An attribute's value as text ("" when absent), multiple values joined by \\.
+
+    Read from the raw bytes when they are plain ASCII, which is nearly always
+    and many times cheaper than pydicom's conversion; otherwise pydicom decodes
+    them with the data set's character set.
+    """
+    element = _element(dataset, _TAGS[keyword])
+    if element is None:
+        return ""
+    if isinstance(element, RawDataElement):
+        raw = element.value
+        if raw is None:
+            return ""
+        if raw.isascii():
+            return raw.decode("ascii").strip(" \x00")
+    value = dataset[_TAGS[keyword]].value
+    if value is None:
+        return ""
+    if isinstance(value, MultiValue):
+        return "\\".join(str(v) for v in value)
+    return str(value).strip(" \x00")
 
 
 def _uid(dataset: Dataset, keyword: str) -> str:
-    value = str(dataset.get(keyword, "") or "").strip().rstrip("\x00")
+    value = _string(dataset, keyword)
     if not value:
         raise MissingAttribute(f"{keyword} is missing or empty")
     if not is_valid_uid(value):
@@ -202,22 +310,25 @@ def _uid(dataset: Dataset, keyword: str) -> str:
 
 
 def _text(dataset: Dataset, keyword: str, limit: int) -> str:
-    value = dataset.get(keyword)
-    if value is None:
-        return ""
-    return str(value).strip()[:limit]
+    return _string(dataset, keyword)[:limit]
 
 
 def _int(dataset: Dataset, keyword: str) -> int | None:
+    element = _element(dataset, _TAGS[keyword])
+    if element is None:
+        return None
     try:
-        value = dataset.get(keyword)
-        return None if value in (None, "") else int(value)
+        if _VR_OF[keyword] == "US":  # binary: let pydicom mind the byte order
+            value = dataset[_TAGS[keyword]].value
+            return None if value in (None, "") else int(value)
+        text = _string(dataset, keyword).split("\\")[0].strip()
+        return int(float(text)) if text else None
     except (TypeError, ValueError):
         return None
 
 
 def _date(dataset: Dataset, keyword: str) -> date | None:
-    raw = str(dataset.get(keyword, "") or "").strip()
+    raw = _string(dataset, keyword)
     if len(raw) != 8 or not raw.isdigit():
         return None
     try:
@@ -227,7 +338,7 @@ def _date(dataset: Dataset, keyword: str) -> date | None:
 
 
 def _time(dataset: Dataset, keyword: str) -> time | None:
-    raw = str(dataset.get(keyword, "") or "").strip().split(".")[0].replace(":", "")
+    raw = _string(dataset, keyword).split(".")[0].replace(":", "")
     if len(raw) < 2 or not raw.isdigit():
         return None
     raw = raw.ljust(6, "0")[:6]
@@ -237,12 +348,18 @@ def _time(dataset: Dataset, keyword: str) -> time | None:
         return None
 
 
+def _numbers(dataset: Dataset, keyword: str) -> list[float] | None:
+    try:
+        return [float(v) for v in _string(dataset, keyword).split("\\")]
+    except ValueError:
+        return None
+
+
 def _slice_position(dataset: Dataset) -> float | None:
     """Distance along the slice normal in mm, from ImagePositionPatient."""
-    try:
-        position = [float(v) for v in dataset.ImagePositionPatient]
-        orientation = [float(v) for v in dataset.ImageOrientationPatient]
-    except (AttributeError, TypeError, ValueError):
+    position = _numbers(dataset, "ImagePositionPatient")
+    orientation = _numbers(dataset, "ImageOrientationPatient")
+    if position is None or orientation is None:
         return None
     if len(position) != 3 or len(orientation) != 6:
         return None

@@ -1,4 +1,14 @@
-"""Durable storage of instances as received, laid out by UID."""
+"""Durable storage of instances as received, laid out by UID.
+
+An instance is first written to ``<root>/.incoming/``, then given its final name
+``<root>/<study>/<series>/<instance>.<digest>.dcm`` (a rename, or a hard link
+that fails rather than overwrite) while it is recorded; its data and its folder are then
+flushed to disk while the database commits, and success waits for all three.
+A crash before the success leaves at worst a file without its row or a row
+whose file is missing or not whole: the sender, never told success, sends the
+instance again, and that resend is checked against the recorded digest and
+written again. Temporaries left by a crash are swept.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +18,18 @@ from pathlib import Path
 
 from triage.ingest.header import InstanceHeader, is_valid_uid
 
+INCOMING = ".incoming"
+_TEMPORARY_SUFFIX = ".tmp"
 
-def relative_path(header: InstanceHeader) -> Path:
-    """Where an instance lives under the storage root: study/series/instance."""
+
+def relative_path(header: InstanceHeader, *, sha256: str) -> Path:
+    """Where an instance lives under the storage root.
+
+    ``study/series/instance.<digest>.dcm``: the first 16 hex digits of the data
+    set's digest make each version of an instance a file of its own, so a
+    replacement, or two senders of the same instance at once, never write
+    over the file a row still names.
+    """
     parts = (
         header.study_instance_uid,
         header.series_instance_uid,
@@ -19,35 +38,110 @@ def relative_path(header: InstanceHeader) -> Path:
     # The header checked these already; a UID is digits and dots, never a path.
     if not all(is_valid_uid(part) for part in parts):
         raise ValueError("refusing a storage path built from an invalid UID")
-    return Path(parts[0]) / parts[1] / f"{parts[2]}.dcm"
+    tag = sha256[:16]
+    if len(tag) != 16 or any(c not in "0123456789abcdef" for c in tag):
+        raise ValueError("refusing a storage path with an odd digest")
+    return Path(parts[0]) / parts[1] / f"{parts[2]}.{tag}.dcm"
 
 
-def write_temporary(root: Path, relative: Path, data: bytes) -> Path:
-    """Write ``data`` beside its final place and flush it to disk.
+def write_incoming(root: Path, data: bytes) -> Path:
+    """Write ``data`` to a new temporary file under the root.
 
-    Returns the temporary file; :func:`commit_file` moves it into place.
+    Not yet flushed: :func:`flush_file` does that once the file has its final
+    name, so that the flush overlaps the database's commit.
     """
-    folder = root / relative.parent
+    folder = root / INCOMING
     folder.mkdir(parents=True, exist_ok=True)
-    temporary = folder / f".{relative.name}.{secrets.token_hex(6)}.tmp"
+    temporary = folder / f"{secrets.token_hex(12)}{_TEMPORARY_SUFFIX}"
     with temporary.open("xb") as handle:
         handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
     return temporary
 
 
-def commit_file(temporary: Path, final: Path) -> None:
-    """Atomically move a flushed temporary file into place, durably."""
-    temporary.replace(final)
-    # The rename is only durable once the folder's entry is on disk too.
-    folder_fd = os.open(final.parent, os.O_RDONLY)
+def move_into_place(temporary: Path, root: Path, relative: Path) -> None:
+    """Atomically move a temporary file to its place (replacing what is there).
+
+    Durable only once :func:`flush_file` and :func:`sync_folder` are done.
+    """
+    ensure_folder(root, relative.parent)
+    temporary.replace(root / relative)
+
+
+def link_into_place(temporary: Path, root: Path, relative: Path) -> bool:
+    """Give a temporary file its final name unless that name exists.
+
+    Returns False, changing nothing, when the name is taken. Durable only once
+    :func:`flush_file` and :func:`sync_folder` are done.
+    """
+    ensure_folder(root, relative.parent)
     try:
-        os.fsync(folder_fd)
+        os.link(temporary, root / relative)
+    except FileExistsError:
+        return False
+    temporary.unlink()
+    return True
+
+
+def flush_file(path: Path) -> None:
+    """Flush a file's data to disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
     finally:
-        os.close(folder_fd)
+        os.close(descriptor)
+
+
+def sync_folder(folder: Path) -> None:
+    """Flush a folder's entries (a name given in it) to disk."""
+    _fsync_folder(folder)
+
+
+def ensure_folder(root: Path, relative: Path) -> None:
+    """Create the study and series folders, each durable in its parent."""
+    folder = root
+    for part in relative.parts:
+        child = folder / part
+        if not child.is_dir():
+            try:
+                child.mkdir()
+            except FileExistsError:
+                pass  # a concurrent instance of the same study made it
+            else:
+                _fsync_folder(folder)
+        folder = child
+
+
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def remove_quietly(path: Path) -> None:
     """Remove a file if it exists; used to leave no orphan after a failure."""
     path.unlink(missing_ok=True)
+
+
+def sweep_incoming(root: Path, *, older_than_seconds: float, now: float) -> int:
+    """Remove temporaries left behind by a crash; returns how many.
+
+    Args:
+        root: the storage root.
+        older_than_seconds: only files untouched this long (no write in flight
+            takes that long), as other processes may be writing right now.
+        now: the current time as seconds since the epoch (``time.time()``).
+    """
+    folder = root / INCOMING
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for path in folder.glob(f"*{_TEMPORARY_SUFFIX}"):
+        try:
+            if now - path.stat().st_mtime > older_than_seconds:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed

@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from radtriage.celery import app as celery_app
 from triage.ingest.scp import start_listener
+from worklist.demo import feed_demo
 
 WORKER_START_TIMEOUT_SECONDS = 30
 WORKER_STOP_TIMEOUT_SECONDS = 120
@@ -31,6 +32,14 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=settings.RADTRIAGE_WEB_PORT)
         parser.add_argument(
             "--no-listener", action="store_true", help="do not start the DICOM listener"
+        )
+        parser.add_argument(
+            "--demo-feed",
+            type=float,
+            default=0.0,
+            metavar="SECONDS",
+            help="send a synthetic study through the ingest path every SECONDS "
+            "(the demo; 0, the default, sends none)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -62,6 +71,15 @@ class Command(BaseCommand):
         )
         beat.start()  # type: ignore[union-attr]  # thread=True: a _Threaded
         listener = None if options["no_listener"] else start_listener(block=False)
+        feed_stop = threading.Event()
+        if options["demo_feed"] > 0:
+            threading.Thread(
+                target=feed_demo,
+                args=(feed_stop,),
+                kwargs={"interval_seconds": options["demo_feed"], "slices": 16},
+                name="demo-feed",
+                daemon=True,
+            ).start()
 
         # uvicorn re-raises the signal after its graceful stop, which would kill
         # the worker mid-task; a no-op handler installed first prevents that.
@@ -81,6 +99,7 @@ class Command(BaseCommand):
             )
         ).run()
 
+        feed_stop.set()
         beat.stop()
         if listener is not None:
             listener.shutdown()

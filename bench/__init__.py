@@ -1,0 +1,1 @@
+"""Benchmarks, each runnable by one command."""

@@ -1,0 +1,1 @@
+"""Ingest throughput benchmark: RadTriage against Orthanc and storescp."""

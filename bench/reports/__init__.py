@@ -1,0 +1,1 @@
+"""Benchmark of the turnaround report on a year of synthetic studies."""

@@ -1,0 +1,1 @@
+"""Worklist benchmark: API latency and websocket fan-out."""

@@ -1,0 +1,203 @@
+"""Registered models with the site's settings, and what each scored: results
+with their provenance and the findings shown to readers."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from triage.models import Instance, Series, Study
+
+
+class ModelMode(models.TextChoices):
+    """How a registered model takes part in scoring."""
+
+    ACTIVE = "active", "Active"
+    # Scores and records, but touches neither priority nor alerts.
+    SHADOW = "shadow", "Shadow (silent)"
+    DISABLED = "disabled", "Disabled"
+
+
+class Severity(models.TextChoices):
+    CRITICAL = "critical", "Critical"
+    URGENT = "urgent", "Urgent"
+    NON_URGENT = "non-urgent", "Non-urgent"
+
+
+class RegisteredModel(models.Model):
+    """A model found in the models folder (RADTRIAGE_MODELS_DIR).
+
+    Rows are kept in step with the folder by ``services.sync_registry``; the mode
+    and the threshold overrides are the site's own settings and survive it.
+    """
+
+    model_id = models.CharField(max_length=64, unique=True)
+    version = models.CharField(max_length=32, blank=True, default="")
+    name = models.CharField(max_length=128, blank=True, default="")
+    sha256 = models.CharField(max_length=64, blank=True, default="")
+    folder = models.CharField(max_length=512, blank=True, default="")
+    mode = models.CharField(
+        max_length=16, choices=ModelMode.choices, default=ModelMode.ACTIVE
+    )
+    # Why the manifest or file could not be loaded; empty when it loads.
+    load_error = models.CharField(max_length=512, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model_id"]
+        verbose_name = "AI model"
+
+    def __str__(self) -> str:
+        return f"{self.model_id} {self.version}".strip()
+
+
+class FindingSetting(models.Model):
+    """One finding a registered model reports, with the site's threshold."""
+
+    model = models.ForeignKey(
+        RegisteredModel, on_delete=models.CASCADE, related_name="finding_settings"
+    )
+    code = models.CharField(max_length=32)
+    display = models.CharField(max_length=128)
+    severity = models.CharField(max_length=16, choices=Severity.choices)
+    default_threshold = models.FloatField()
+    threshold_override = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["model_id", "code"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "code"], name="finding_setting_unique_code"
+            ),
+            models.CheckConstraint(
+                condition=Q(threshold_override__isnull=True)
+                | Q(threshold_override__gte=0.0, threshold_override__lte=1.0),
+                name="finding_setting_threshold_in_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_id}:{self.code}"
+
+    @property
+    def threshold(self) -> float:
+        """The threshold in force: the site's override, else the manifest's."""
+        if self.threshold_override is not None:
+            return self.threshold_override
+        return self.default_threshold
+
+
+class ScoreStatus(models.TextChoices):
+    SCORED = "scored", "Scored"
+    NOT_APPLICABLE = "not_applicable", "Not applicable"
+    FAILED = "failed", "Failed"
+
+
+class ScoreResultQuerySet(models.QuerySet["ScoreResult"]):
+    def current(self) -> ScoreResultQuerySet:
+        return self.filter(is_current=True)
+
+
+class ScoreResult(models.Model):
+    """One model's run over one study's set of instances, with provenance.
+
+    Unique per study, model version and instance set: a re-sent study is not
+    scored again, a study that grew gets a new result that supersedes the old.
+    """
+
+    study = models.ForeignKey(
+        Study, on_delete=models.CASCADE, related_name="score_results"
+    )
+    model = models.ForeignKey(
+        RegisteredModel, on_delete=models.PROTECT, related_name="results"
+    )
+    model_version = models.CharField(max_length=32)
+    model_sha256 = models.CharField(max_length=64)
+    series = models.ForeignKey(
+        Series, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # SHA-256 over the (instance id, file sha256) pairs scored, in slice order.
+    instance_set = models.CharField(max_length=64)
+    instance_ids = models.JSONField(default=list, blank=True)
+    instance_count = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=ScoreStatus.choices)
+    reason = models.CharField(max_length=512, blank=True, default="")
+    mode = models.CharField(max_length=16, choices=ModelMode.choices)
+    device = models.CharField(max_length=16, blank=True, default="")
+    duration_ms = models.PositiveIntegerField(default=0)
+    is_current = models.BooleanField(default=True)
+    supersedes = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    scored_at = models.DateTimeField()
+
+    objects = ScoreResultQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-scored_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "model", "model_version", "instance_set"],
+                name="score_result_once_per_instance_set",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["study", "model"],
+                condition=Q(is_current=True),
+                name="score_result_current_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Result #{self.pk} of study #{self.study_id}"
+
+
+class FindingQuerySet(models.QuerySet["Finding"]):
+    def current(self) -> FindingQuerySet:
+        return self.filter(result__is_current=True)
+
+    def live(self) -> FindingQuerySet:
+        """Current findings that may touch priority and alerts (not shadow)."""
+        return self.current().filter(shadow=False)
+
+
+class Finding(models.Model):
+    """What a model found in a study, explained: probability, threshold, key
+    slice, per-slice curve and heatmap."""
+
+    result = models.ForeignKey(
+        ScoreResult, on_delete=models.CASCADE, related_name="findings"
+    )
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="findings")
+    code = models.CharField(max_length=32)
+    display = models.CharField(max_length=128)
+    severity = models.CharField(max_length=16, choices=Severity.choices)
+    probability = models.FloatField()
+    threshold = models.FloatField()
+    positive = models.BooleanField()
+    shadow = models.BooleanField(default=False)
+    key_instance = models.ForeignKey(
+        Instance, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    key_sop_instance_uid = models.CharField(max_length=64, blank=True, default="")
+    # Index of the key slice in slice order (0 = most inferior for axial CT).
+    key_slice_index = models.IntegerField(null=True, blank=True)
+    slice_probabilities = models.JSONField(default=list, blank=True)
+    # PNG of the key slice with the heatmap, relative to RADTRIAGE_STORAGE_DIR.
+    heatmap_path = models.CharField(max_length=512, blank=True, default="")
+    created_at = models.DateTimeField()
+
+    objects = FindingQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["result", "code"], name="finding_once_per_result"
+            )
+        ]
+        indexes = [models.Index(fields=["study", "code"], name="finding_study_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.code} of study #{self.study_id}"

@@ -1,0 +1,16 @@
+"""Events the scoring layer announces to the layer above it (worklist).
+
+Sent after the transaction that caused them has committed; receivers connect in
+their AppConfig.ready(), so ``inference`` never imports ``worklist``.
+"""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+#: A study's AI screening finished (scored, not applicable or failed) and its
+#: findings or AI status may have changed. ``study_id`` (int); ``changed`` (bool):
+#: False when a re-delivered or repeated scoring found nothing new (no re-alert).
+#: Receivers read live findings with ``Finding.objects.live()``: shadow models'
+#: findings and superseded results never reach priority or alerts.
+study_scored = Signal()

@@ -1,0 +1,62 @@
+"""Celery tasks of the scoring layer: thin, idempotent, taking ids."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+from celery.contrib.django.task import DjangoTask
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.utils import timezone
+
+from inference import services
+
+
+class ScoringTask(DjangoTask[Any, Any]):
+    """Records a permanent failure on the study, where the worklist shows it."""
+
+    def on_failure(
+        self,
+        exc: Exception,
+        task_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        einfo: Any,
+    ) -> None:
+        study_id = args[0] if args else kwargs.get("study_id")
+        if not isinstance(study_id, int):
+            return
+        if isinstance(exc, SoftTimeLimitExceeded):
+            reason = (
+                f"scoring took longer than {settings.RADTRIAGE_SCORE_SOFT_TIME_LIMIT} s"
+            )
+        elif isinstance(exc, services.TransientScoringError):
+            reason = f"gave up after {self.max_retries} retries: {exc}"
+        else:
+            reason = f"scoring error: {type(exc).__name__}"
+        services.record_scoring_failure(study_id, reason, now=timezone.now())
+
+
+@shared_task(
+    base=ScoringTask,
+    ignore_result=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(services.TransientScoringError,),
+    retry_backoff=2,
+    retry_backoff_max=120,
+    retry_jitter=True,
+    max_retries=settings.RADTRIAGE_SCORE_MAX_RETRIES,
+    soft_time_limit=settings.RADTRIAGE_SCORE_SOFT_TIME_LIMIT,
+    time_limit=settings.RADTRIAGE_SCORE_TIME_LIMIT,
+)
+def score_study(study_id: int) -> None:
+    """Score a stable study with every enabled model (see services.score_study)."""
+    services.score_study(study_id, clock=timezone.now)
+
+
+@shared_task(ignore_result=True, max_retries=0)
+def sweep_stuck_scoring() -> None:
+    """Queue again stable studies stuck pending, queued or scoring (beat)."""
+    services.sweep_stuck_scoring(now=timezone.now())

@@ -1,0 +1,52 @@
+"""Fixtures for the scoring layer: synthetic studies stored through ingest."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+from pydicom.filewriter import dcmwrite
+
+from inference import runtime, services
+from triage.ingest.core import store_instance
+from triage.models import Study
+from triage.synthetic import SyntheticStudy
+
+
+def dicom_bytes(dataset: Any) -> bytes:
+    buffer = io.BytesIO()
+    dcmwrite(buffer, dataset, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_runtime() -> Iterator[None]:
+    services._discovered.clear()
+    services._synced.clear()
+    yield
+    runtime.clear_sessions()
+    services._discovered.clear()
+    services._synced.clear()
+
+
+@pytest.fixture
+def store_study(db: None) -> Callable[..., Study]:
+    """Store a synthetic study through the real ingest path and mark it stable."""
+
+    def store(study: SyntheticStudy, *, stable: bool = True, **fields: Any) -> Study:
+        now = timezone.now()
+        study_id = None
+        for ds in study.datasets:
+            study_id = store_instance(dicom_bytes(ds), now=now).study_id
+        assert study_id is not None
+        updates: dict[str, Any] = dict(fields)
+        if stable:
+            updates["stable_at"] = now + timedelta(seconds=1)
+        Study.objects.filter(pk=study_id).update(**updates)
+        return Study.objects.get(pk=study_id)
+
+    return store

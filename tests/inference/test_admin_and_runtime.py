@@ -1,0 +1,115 @@
+"""Site settings for models (audited) and the runtime's provider choice."""
+
+from __future__ import annotations
+
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from inference import runtime, services
+from inference.models import FindingSetting, ModelMode, RegisteredModel
+from triage.models import AuditEvent
+from triage.roles import Role
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_registry_lists_the_demo_models() -> None:
+    entries = services.sync_registry()
+    assert [e.model_id for e in entries] == ["demo-fracture-xr", "demo-ich-ct"]
+    assert all(e.loaded is not None and e.mode == ModelMode.ACTIVE for e in entries)
+    assert FindingSetting.objects.get(code="ICH").threshold == 0.5
+
+
+def test_mode_and_threshold_changes_are_audited() -> None:
+    services.sync_registry()
+    model = RegisteredModel.objects.get(model_id="demo-ich-ct")
+    setting = model.finding_settings.get()
+    now = timezone.now()
+    services.set_model_mode(model.pk, ModelMode.SHADOW, user=None, now=now)
+    services.set_threshold_override(setting.pk, 0.7, user=None, now=now)
+    with pytest.raises(ValueError, match="within"):
+        services.set_threshold_override(setting.pk, 1.7, user=None, now=now)
+    actions = list(AuditEvent.objects.order_by("pk").values_list("action", "detail"))
+    assert actions == [
+        (
+            "ai_model.mode_changed",
+            {"from": "active", "to": "shadow", "version": "1.0.0"},
+        ),
+        (
+            "ai_model.threshold_changed",
+            {"finding": "ICH", "from": None, "to": 0.7, "default": 0.5},
+        ),
+    ]
+
+
+def test_an_administrator_overrides_a_threshold_in_the_admin(
+    login: Any,
+) -> None:
+    client: Client = login(Role.ADMINISTRATOR)
+    services.sync_registry()
+    model = RegisteredModel.objects.get(model_id="demo-ich-ct")
+    setting = model.finding_settings.get()
+    page = client.get(f"/admin/inference/registeredmodel/{model.pk}/change/")
+    if page.status_code == 403:
+        pytest.skip("administrators have no admin permission on AI models yet")
+    assert page.status_code == 200
+    prefix = "finding_settings"
+    response = client.post(
+        f"/admin/inference/registeredmodel/{model.pk}/change/",
+        {
+            "mode": "shadow",
+            f"{prefix}-TOTAL_FORMS": "1",
+            f"{prefix}-INITIAL_FORMS": "1",
+            f"{prefix}-MIN_NUM_FORMS": "0",
+            f"{prefix}-MAX_NUM_FORMS": "1000",
+            f"{prefix}-0-id": str(setting.pk),
+            f"{prefix}-0-model": str(model.pk),
+            f"{prefix}-0-threshold_override": "0.35",
+        },
+    )
+    assert response.status_code == 302, response.content[:2000]
+    setting.refresh_from_db()
+    model.refresh_from_db()
+    assert setting.threshold_override == 0.35
+    assert model.mode == ModelMode.SHADOW
+    assert set(AuditEvent.objects.values_list("action", flat=True)) >= {
+        "ai_model.mode_changed",
+        "ai_model.threshold_changed",
+    }
+
+
+def test_cpu_only_machines_ask_for_the_cpu_provider_alone() -> None:
+    with (
+        mock.patch(
+            "onnxruntime.get_available_providers",
+            return_value=[runtime.CUDA, runtime.CPU],
+        ),
+        mock.patch.object(runtime, "gpu_usable", return_value=False),
+    ):
+        assert runtime.providers() == [runtime.CPU]
+
+
+def test_a_usable_gpu_gets_the_cuda_provider_first(settings: Any) -> None:
+    with (
+        mock.patch(
+            "onnxruntime.get_available_providers",
+            return_value=[runtime.CUDA, runtime.CPU],
+        ),
+        mock.patch.object(runtime, "gpu_usable", return_value=True),
+    ):
+        assert runtime.providers() == [runtime.CUDA, runtime.CPU]
+        settings.RADTRIAGE_INFERENCE_DEVICE = "cpu"
+        assert runtime.providers() == [runtime.CPU]
+
+
+def test_sessions_are_cached_per_model_version() -> None:
+    entry = next(e for e in services.sync_registry() if e.model_id == "demo-ich-ct")
+    assert entry.loaded is not None
+    first = runtime.get_session(entry.loaded.manifest, entry.loaded.model_path)
+    again = runtime.get_session(entry.loaded.manifest, entry.loaded.model_path)
+    assert first is again
+    assert first.device == "cpu"

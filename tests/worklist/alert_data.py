@@ -1,0 +1,65 @@
+"""Helpers for alert tests: scored studies with findings, built in the test."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from inference.models import Finding, RegisteredModel, ScoreResult
+from tests.factories import StudyFactory
+from triage.models import AIStatus, ReadingStatus, Study
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def scored_study(**fields: Any) -> Study:
+    """A study received, stable and scored just before ``NOW``."""
+    defaults: dict[str, Any] = {
+        "reading_status": ReadingStatus.READY,
+        "ai_status": AIStatus.SCORED,
+        "first_instance_received_at": NOW - timedelta(seconds=40),
+        "last_instance_received_at": NOW - timedelta(seconds=30),
+        "stable_at": NOW - timedelta(seconds=20),
+        "scored_at": NOW - timedelta(seconds=5),
+    }
+    return StudyFactory.create(**{**defaults, **fields})
+
+
+def add_finding(
+    study: Study,
+    *,
+    code: str = "ich",
+    probability: float = 0.94,
+    threshold: float = 0.5,
+    severity: str = "critical",
+    shadow: bool = False,
+    supersede: bool = True,
+) -> Finding:
+    """A new current result with one finding; earlier results are superseded."""
+    model, _ = RegisteredModel.objects.get_or_create(
+        model_id="ich-demo", defaults={"version": "1.0", "name": "ICH demo"}
+    )
+    if supersede and not shadow:
+        ScoreResult.objects.filter(study=study, mode="active").update(is_current=False)
+    result = ScoreResult.objects.create(
+        study=study,
+        model=model,
+        model_version="1.0",
+        model_sha256="0" * 64,
+        instance_set=f"{study.pk}-{ScoreResult.objects.count()}",
+        status="scored",
+        mode="shadow" if shadow else "active",
+        scored_at=NOW,
+    )
+    return Finding.objects.create(
+        result=result,
+        study=study,
+        code=code,
+        display=code.upper(),
+        severity=severity,
+        probability=probability,
+        threshold=threshold,
+        positive=probability >= threshold,
+        shadow=shadow,
+        created_at=NOW,
+    )

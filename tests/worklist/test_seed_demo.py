@@ -1,0 +1,46 @@
+"""`manage.py seed_demo`: users per role, synthetic studies, safe to repeat."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import call_command
+
+from triage.models import Instance, PatientClass, Study
+from triage.roles import Role
+from worklist.demo import DEMO_USERNAMES
+
+pytestmark = pytest.mark.django_db
+
+
+def _seed() -> str:
+    out = io.StringIO()
+    call_command(
+        "seed_demo", studies=3, slices=4, password="demo-password-123", stdout=out
+    )
+    return out.getvalue()
+
+
+def test_seed_demo_prints_one_login_per_role_and_sends_studies() -> None:
+    output = _seed()
+    for role in Role:
+        username = DEMO_USERNAMES[role]
+        assert f"{role.value}: {username} / demo-password-123" in output
+        user = authenticate(username=username, password="demo-password-123")
+        assert user is not None
+        assert list(user.groups.values_list("name", flat=True)) == [role.value]
+    assert Study.objects.count() == 3
+    first = Study.objects.order_by("pk").first()
+    assert first is not None
+    assert first.patient_class == PatientClass.EMERGENCY
+    assert first.instance_count == 4
+
+
+def test_seed_demo_twice_duplicates_nothing() -> None:
+    _seed()
+    instances = Instance.objects.count()
+    _seed()
+    assert Study.objects.count() == 3
+    assert Instance.objects.count() == instances

@@ -1,0 +1,1 @@
+"""DICOMweb: STOW-RS (store) and QIDO-RS (search) over HTTP."""

@@ -1,0 +1,23 @@
+"""Events the base layer announces to the layers above it.
+
+Higher layers connect receivers in their AppConfig.ready(), so that ``triage``
+never imports ``inference`` or ``worklist``. Each is sent after the transaction
+that caused it has committed.
+"""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+#: A study has had no new instance for its quiet period. ``study_id`` (int).
+#: Sent once per stability: late instances reopen the study and it is sent again.
+study_stable = Signal()
+
+#: Something a reader sees of a study changed. ``study_id`` (int).
+study_changed = Signal()
+
+#: One series of a study has had no new instance for its quiet period, while the
+#: study as a whole may still be receiving: a model that needs only this series
+#: may score it now (and amend its result when ``study_stable`` follows).
+#: ``study_id`` and ``series_id`` (int). Sent once per stability of the series.
+series_stable = Signal()

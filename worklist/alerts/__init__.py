@@ -1,0 +1,1 @@
+"""Critical-finding alerts: lifecycle, escalation, the charge technologists' board."""

@@ -1,0 +1,51 @@
+"""The board's websocket: live alert deltas, and the browser's receipts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.utils import timezone
+
+from worklist.alerts import services
+from worklist.alerts.broadcast import ALERTS_GROUP
+
+VIEW_ALERT_BOARD = "triage.view_alert_board"
+
+
+class AlertConsumer(AsyncJsonWebsocketConsumer):
+    """Pushes alert deltas to users who may watch the board; refuses others.
+
+    The browser answers ``{"type": "alerts.received", "id": N}`` once it shows
+    an alert: the first such receipt is the alert's delivery time.
+    """
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        if not await user.ahas_perm(VIEW_ALERT_BOARD):
+            await self.close(code=4403)
+            return
+        await self.channel_layer.group_add(ALERTS_GROUP, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        await self.channel_layer.group_discard(ALERTS_GROUP, self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if not isinstance(content, dict) or content.get("type") != "alerts.received":
+            return
+        alert_id = content.get("id")
+        if isinstance(alert_id, int) and not isinstance(alert_id, bool):
+            await _mark_delivered(alert_id)
+
+    async def alerts_delta(self, event: dict[str, Any]) -> None:
+        await self.send_json(event["delta"])
+
+
+@database_sync_to_async
+def _mark_delivered(alert_id: int) -> None:
+    services.mark_delivered(alert_id, now=timezone.now())

@@ -1,0 +1,1 @@
+"""The worklist's REST API."""

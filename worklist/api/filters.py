@@ -1,0 +1,53 @@
+"""Worklist filters: modality, body part, patient class, AI flagged, status, mine."""
+
+from __future__ import annotations
+
+import django_filters
+from django.db.models import Q
+
+from triage.models import PatientClass, ReadingStatus, Study, StudyQuerySet
+
+
+class StudyFilter(django_filters.FilterSet):  # type: ignore[misc]  # untyped
+    modality = django_filters.CharFilter(method="filter_modality", max_length=16)
+    body_part = django_filters.CharFilter(
+        field_name="body_part_examined", lookup_expr="iexact", max_length=64
+    )
+    patient_class = django_filters.ChoiceFilter(choices=PatientClass.choices)
+    status = django_filters.ChoiceFilter(
+        field_name="reading_status", choices=ReadingStatus.choices
+    )
+    ai_flagged = django_filters.BooleanFilter(method="filter_ai_flagged")
+    mine = django_filters.BooleanFilter(method="filter_mine")
+
+    class Meta:
+        model = Study
+        fields: tuple[str, ...] = ()
+
+    def filter_modality(
+        self, queryset: StudyQuerySet, name: str, value: str
+    ) -> StudyQuerySet:
+        # ModalitiesInStudy is backslash-separated ("CT\\SR").
+        value = value.upper()
+        return queryset.filter(
+            Q(modalities=value)
+            | Q(modalities__startswith=value + "\\")
+            | Q(modalities__endswith="\\" + value)
+            | Q(modalities__contains="\\" + value + "\\")
+        )
+
+    def filter_ai_flagged(
+        self, queryset: StudyQuerySet, name: str, value: bool | None
+    ) -> StudyQuerySet:
+        if value is None:
+            return queryset
+        if value:
+            return queryset.filter(worklist_entry__ai_flagged=True)
+        return queryset.exclude(worklist_entry__ai_flagged=True)
+
+    def filter_mine(
+        self, queryset: StudyQuerySet, name: str, value: bool | None
+    ) -> StudyQuerySet:
+        if not value:
+            return queryset
+        return queryset.filter(claimed_by_id=self.request.user.pk)

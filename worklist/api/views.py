@@ -1,0 +1,233 @@
+"""Worklist API: list studies most urgent first; claim, release, open, report,
+give AI feedback. Thin: parse, authorise, call one service, respond."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException, NotAuthenticated
+from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
+from rest_framework.views import APIView
+
+from triage.models import Study, StudyQuerySet
+from triage.services import record_audit
+from worklist import services
+from worklist.api.filters import StudyFilter
+from worklist.api.serializers import (
+    FeedbackSerializer,
+    OpenedSerializer,
+    StudySerializer,
+    StudyWithPatientSerializer,
+    WorklistFilterSerializer,
+)
+
+READ_STUDIES = "triage.read_studies"
+VIEW_ALERT_BOARD = "triage.view_alert_board"
+VIEW_PHI = "triage.view_phi"
+
+
+def _reader(request: Request) -> AbstractBaseUser:
+    user = request.user
+    if not isinstance(user, AbstractBaseUser):
+        raise NotAuthenticated
+    return user
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+class WorklistPagination(CursorPagination):
+    """Most urgent first, longest waiting first on ties; stable across pages."""
+
+    ordering = ("-priority_score", "first_instance_received_at", "id")
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class WorklistPermission(BasePermission):
+    """Readers may act; the charge technologists' board may also look."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if view.action in ("list", "retrieve"):
+            return bool(user.has_perm(READ_STUDIES) or user.has_perm(VIEW_ALERT_BOARD))
+        return bool(user.has_perm(READ_STUDIES))
+
+
+class StudyViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Study]
+):
+    """Studies still to be read, most urgent first."""
+
+    permission_classes = (IsAuthenticated, WorklistPermission)
+    pagination_class = WorklistPagination
+    filterset_class = StudyFilter
+
+    def get_queryset(self) -> StudyQuerySet:
+        return Study.objects.for_worklist().select_related("worklist_entry")
+
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
+        if self.request.user.has_perm(VIEW_PHI):
+            return StudyWithPatientSerializer
+        return StudySerializer
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        response = super().list(request, *args, **kwargs)
+        self._audit("list_studies", [row["id"] for row in response.data["results"]])
+        return response
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        response = super().retrieve(request, *args, **kwargs)
+        self._audit("view_study", [response.data["id"]])
+        return response
+
+    def _audit(self, action_name: str, study_ids: Sequence[int]) -> None:
+        record_audit(
+            user=self.request.user,
+            action=action_name,
+            object_type="study",
+            now=timezone.now(),
+            remote_addr=self.request.META.get("REMOTE_ADDR"),
+            detail={"study_ids": list(study_ids)},
+        )
+
+    def _study_response(self, study: Study) -> Response:
+        fresh = (
+            self.get_queryset()
+            .model.objects.select_related("patient", "claimed_by", "worklist_entry")
+            .get(pk=study.pk)
+        )
+        return Response(self.get_serializer(fresh).data)
+
+    def _act(self, do: Any) -> Response:
+        pk = int(self.kwargs["pk"])
+        if not Study.objects.filter(pk=pk).exists():
+            return Response(status=status.HTTP_404_NOT_FOUND)
+        try:
+            study = do(pk)
+        except services.WorkflowError as exc:
+            raise Conflict(str(exc)) from exc
+        return self._study_response(study)
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: StudyWithPatientSerializer,
+            409: OpenApiResponse(description="claimed by another reader, or final"),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def claim(self, request: Request, pk: str) -> Response:
+        """Claim the study for reading; exactly one of two racing readers wins."""
+        return self._act(
+            lambda i: services.claim_study(i, _reader(request), now=timezone.now())
+        )
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: StudyWithPatientSerializer,
+            409: OpenApiResponse(description="not held by you"),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def release(self, request: Request, pk: str) -> Response:
+        """Give the study back to the list."""
+        return self._act(
+            lambda i: services.release_study(i, _reader(request), now=timezone.now())
+        )
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: StudyWithPatientSerializer,
+            409: OpenApiResponse(description="claimed by another reader, or final"),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def preliminary(self, request: Request, pk: str) -> Response:
+        """Record a preliminary report."""
+        return self._act(
+            lambda i: services.mark_preliminary(i, _reader(request), now=timezone.now())
+        )
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: StudyWithPatientSerializer,
+            409: OpenApiResponse(description="claimed by another reader, or final"),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def final(self, request: Request, pk: str) -> Response:
+        """Finalize the study (when no RIS reports it); it leaves the list."""
+        return self._act(
+            lambda i: services.mark_final(i, _reader(request), now=timezone.now())
+        )
+
+    @extend_schema(request=None, responses={200: OpenedSerializer})
+    @action(detail=True, methods=["post"])
+    def open(self, request: Request, pk: str) -> Response:
+        """Record that the study was opened; returns the viewer's deep link."""
+        study = Study.objects.filter(pk=int(pk)).first()
+        if study is None:
+            return Response(status=status.HTTP_404_NOT_FOUND)
+        url = services.open_study(
+            study.pk,
+            _reader(request),
+            now=timezone.now(),
+            remote_addr=request.META.get("REMOTE_ADDR"),
+        )
+        return Response(OpenedSerializer({"viewer_url": url}).data)
+
+    @extend_schema(request=FeedbackSerializer, responses={201: FeedbackSerializer})
+    @action(detail=True, methods=["post"])
+    def feedback(self, request: Request, pk: str) -> Response:
+        """Agree, disagree or be unsure about one AI finding, with a comment."""
+        serializer = FeedbackSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        if not Study.objects.filter(pk=int(pk)).exists():
+            return Response(status=status.HTTP_404_NOT_FOUND)
+        data = serializer.validated_data
+        services.record_feedback(
+            int(pk),
+            data["finding_code"],
+            _reader(request),
+            verdict=data["verdict"],
+            comment=data["comment"],
+            now=timezone.now(),
+        )
+        return Response(serializer.data, status=status.HTTP_201_CREATED)
+
+
+class WorklistFilterView(APIView):
+    """The signed-in reader's worklist filters, kept between sessions."""
+
+    permission_classes = (IsAuthenticated,)
+
+    @extend_schema(responses=WorklistFilterSerializer)
+    def get(self, request: Request) -> Response:
+        saved = services.worklist_filter_of(_reader(request))
+        return Response(WorklistFilterSerializer(saved).data)
+
+    @extend_schema(request=WorklistFilterSerializer, responses=WorklistFilterSerializer)
+    def put(self, request: Request) -> Response:
+        serializer = WorklistFilterSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        saved = services.save_worklist_filter(
+            _reader(request), **serializer.validated_data
+        )
+        return Response(WorklistFilterSerializer(saved).data)

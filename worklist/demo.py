@@ -1,0 +1,178 @@
+"""The demo: one user per role and a handful of synthetic studies.
+
+Every study goes through the real ingest path, exactly as if a modality had
+sent it, so the demo exercises what production runs.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import secrets
+import threading
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from django.db import close_old_connections
+from django.utils import timezone
+from pydicom import dcmwrite
+
+from triage import services
+from triage.ingest.core import store_instance
+from triage.models import OrderPriority, PatientClass
+from triage.roles import Role
+from triage.synthetic import (
+    HemorrhageType,
+    RadiographModality,
+    SyntheticStudy,
+    make_ct_head_study,
+    make_radiograph_study,
+)
+from worklist import services as worklist_services
+
+logger = logging.getLogger(__name__)
+
+# Seeds of the live feed's studies: far from the seeded cases' (101-112).
+FEED_FIRST_SEED = 10_000
+FEED_SEED_SPAN = 1_000_000
+
+DEMO_USERNAMES: dict[Role, str] = {
+    Role.RADIOLOGIST: "radiologist",
+    Role.CHARGE_TECHNOLOGIST: "chargetech",
+    Role.DEPARTMENT_HEAD: "depthead",
+    Role.ADMINISTRATOR: "admin",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DemoCase:
+    """One seeded study: what it shows and how it was ordered."""
+
+    seed: int
+    kind: str  # "ct-head" or a radiograph modality
+    finding: HemorrhageType | bool | None
+    patient_class: PatientClass
+    order_priority: OrderPriority
+
+
+# A department's morning: mostly normal studies, a few urgent findings.
+DEMO_CASES: tuple[DemoCase, ...] = (
+    DemoCase(
+        101,
+        "ct-head",
+        HemorrhageType.SUBDURAL,
+        PatientClass.EMERGENCY,
+        OrderPriority.STAT,
+    ),
+    DemoCase(102, "ct-head", None, PatientClass.EMERGENCY, OrderPriority.STAT),
+    DemoCase(
+        103,
+        "ct-head",
+        HemorrhageType.INTRAPARENCHYMAL,
+        PatientClass.INPATIENT,
+        OrderPriority.URGENT,
+    ),
+    DemoCase(104, "ct-head", None, PatientClass.OUTPATIENT, OrderPriority.ROUTINE),
+    DemoCase(
+        105,
+        "ct-head",
+        HemorrhageType.EPIDURAL,
+        PatientClass.EMERGENCY,
+        OrderPriority.URGENT,
+    ),
+    DemoCase(106, "ct-head", None, PatientClass.INPATIENT, OrderPriority.ROUTINE),
+    DemoCase(
+        107,
+        "ct-head",
+        HemorrhageType.SUBARACHNOID,
+        PatientClass.OUTPATIENT,
+        OrderPriority.ROUTINE,
+    ),
+    DemoCase(108, "DX", True, PatientClass.EMERGENCY, OrderPriority.URGENT),
+    DemoCase(109, "DX", False, PatientClass.OUTPATIENT, OrderPriority.ROUTINE),
+    DemoCase(110, "CR", True, PatientClass.INPATIENT, OrderPriority.ROUTINE),
+    DemoCase(111, "CR", False, PatientClass.OUTPATIENT, OrderPriority.ROUTINE),
+    DemoCase(
+        112,
+        "ct-head",
+        HemorrhageType.INTRAVENTRICULAR,
+        PatientClass.INPATIENT,
+        OrderPriority.ROUTINE,
+    ),
+)
+
+
+def make_demo_users(password: str | None = None) -> dict[Role, tuple[str, str]]:
+    """Create (or reset) one user per role; returns username and password."""
+    logins: dict[Role, tuple[str, str]] = {}
+    for role, username in DEMO_USERNAMES.items():
+        chosen = password or secrets.token_urlsafe(9)
+        services.set_role_user(username, role, chosen)
+        logins[role] = (username, chosen)
+    return logins
+
+
+def synthesize(case: DemoCase, *, slices: int) -> SyntheticStudy:
+    """Build the case's study with the synthetic generator."""
+    if case.kind == "ct-head":
+        hemorrhage = case.finding if isinstance(case.finding, HemorrhageType) else None
+        return make_ct_head_study(case.seed, slices=slices, hemorrhage=hemorrhage)
+    return make_radiograph_study(
+        case.seed,
+        modality=RadiographModality(case.kind),
+        fracture=bool(case.finding),
+    )
+
+
+def send_study(study: SyntheticStudy, *, now: datetime) -> int:
+    """Ingest every instance of ``study``; returns the study's id."""
+    study_id = 0
+    for dataset in study.datasets:
+        buffer = io.BytesIO()
+        dcmwrite(buffer, dataset, enforce_file_format=True)
+        study_id = store_instance(buffer.getvalue(), now=now).study_id
+    return study_id
+
+
+def seed_case(case: DemoCase, *, slices: int, now: datetime) -> int:
+    """Send one demo case and record its order context; returns the study id."""
+    study_id = send_study(synthesize(case, slices=slices), now=now)
+    services.set_order_context(
+        study_id,
+        patient_class=case.patient_class,
+        order_priority=case.order_priority,
+        now=now,
+    )
+    # The order context is a priority component: re-score and show it live.
+    worklist_services.recompute_priority(study_id, now=now)
+    return study_id
+
+
+def next_feed_case(index: int) -> DemoCase:
+    """The ``index``-th case of the live demo feed: a fresh study each time.
+
+    Cycles through the demo cases with a new seed, so each is a new study (new
+    UIDs) showing the same kind of finding.
+    """
+    case = DEMO_CASES[index % len(DEMO_CASES)]
+    return replace(case, seed=FEED_FIRST_SEED + secrets.randbelow(FEED_SEED_SPAN))
+
+
+def feed_demo(stop: threading.Event, *, interval_seconds: float, slices: int) -> None:
+    """Send a synthetic study every ``interval_seconds`` until ``stop`` is set.
+
+    Runs in a thread of ``serve``; each study goes through the real ingest path.
+    """
+    index = 0
+    while not stop.wait(interval_seconds):
+        close_old_connections()
+        try:
+            study_id = seed_case(
+                next_feed_case(index), slices=slices, now=timezone.now()
+            )
+            logger.info("demo feed sent study_id=%s", study_id)
+        except Exception:
+            logger.exception("demo feed could not send a study")
+        finally:
+            close_old_connections()
+        index += 1

@@ -1,0 +1,35 @@
+"""Seed the demo: one user per role (passwords printed) and synthetic studies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.utils import timezone
+
+from worklist.demo import DEMO_CASES, make_demo_users, seed_case
+
+
+class Command(BaseCommand):
+    help = "Create the demo users and send the demo studies; safe to run twice."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--studies", type=int, default=len(DEMO_CASES), help="how many studies"
+        )
+        parser.add_argument(
+            "--slices", type=int, default=24, help="slices per CT head study"
+        )
+        parser.add_argument(
+            "--password", help="one password for every demo user (default: random)"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        logins = make_demo_users(options["password"])
+        cases = DEMO_CASES[: max(0, options["studies"])]
+        for case in cases:
+            seed_case(case, slices=options["slices"], now=timezone.now())
+        self.stdout.write(f"Seeded {len(cases)} synthetic studies.")
+        self.stdout.write("Demo logins (role: username / password):")
+        for role, (username, password) in logins.items():
+            self.stdout.write(f"  {role.value}: {username} / {password}")

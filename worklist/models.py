@@ -1,0 +1,118 @@
+"""What the worklist keeps beyond the base layer: reading activity, AI feedback,
+each reader's filters."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from inference.models import Finding
+from triage.models import Study
+
+
+class WorklistEntry(models.Model):
+    """The worklist's own view of a study, written by ``worklist.services``.
+
+    ``ai_flagged`` mirrors whether a live (current, not shadow) AI finding of the
+    study is positive, so the list can filter on it; ``last_activity_at`` is the
+    claimant's last sign of life (claim, open, feedback), for the automatic
+    release.
+    """
+
+    study = models.OneToOneField(
+        Study, on_delete=models.CASCADE, primary_key=True, related_name="worklist_entry"
+    )
+    ai_flagged = models.BooleanField(default=False)
+    last_activity_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "worklist entries"
+        indexes = [
+            models.Index(
+                fields=["last_activity_at"],
+                condition=models.Q(last_activity_at__isnull=False),
+                name="worklistentry_activity_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Worklist entry of study #{self.study_id}"
+
+
+class FeedbackVerdict(models.TextChoices):
+    AGREE = "agree", "Agree"
+    DISAGREE = "disagree", "Disagree"
+    UNSURE = "unsure", "Unsure"
+
+
+class AIFeedback(models.Model):
+    """A radiologist's verdict on one AI finding of a study; one per reader."""
+
+    study = models.ForeignKey(
+        Study, on_delete=models.CASCADE, related_name="ai_feedback"
+    )
+    # The finding's code ("ich"), kept should the finding be superseded.
+    finding_code = models.CharField(max_length=64)
+    # The finding judged, with its model, version, probability and threshold.
+    finding = models.ForeignKey(
+        Finding,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="feedback",
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True
+    )
+    verdict = models.CharField(max_length=16, choices=FeedbackVerdict.choices)
+    comment = models.TextField(blank=True, default="", max_length=2000)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "AI feedback"
+        verbose_name_plural = "AI feedback"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "finding_code", "user"],
+                name="aifeedback_one_per_reader",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.verdict} on {self.finding_code} of study #{self.study_id}"
+
+
+class WorklistFilter(models.Model):
+    """A reader's worklist filters, kept between sessions."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="worklist_filter",
+    )
+    modality = models.CharField(max_length=16, blank=True, default="")
+    body_part = models.CharField(max_length=64, blank=True, default="")
+    patient_class = models.CharField(max_length=16, blank=True, default="")
+    reading_status = models.CharField(max_length=16, blank=True, default="")
+    # None: both; True: only studies AI raised; False: only those it did not.
+    ai_flagged = models.BooleanField(null=True, blank=True)
+    mine = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Worklist filter of user #{self.user_id}"
+
+
+# Alerts live in their own package; Django finds models through this module.
+from worklist.alerts.models import Alert, AlertStatus, WebhookDelivery  # noqa: E402
+
+__all__ = [
+    "AIFeedback",
+    "Alert",
+    "AlertStatus",
+    "FeedbackVerdict",
+    "WebhookDelivery",
+    "WorklistEntry",
+    "WorklistFilter",
+]

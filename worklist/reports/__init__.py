@@ -1,0 +1,1 @@
+"""The department head's reports: turnaround, SLA and AI performance."""

@@ -1,0 +1,159 @@
+"""What one worklist row shows, prepared for its template."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser, User
+from django.db.models import Prefetch
+
+from inference.models import Finding
+from triage.models import AIStatus, ReadingStatus, Study, StudyQuerySet
+from worklist.alerts.models import Alert
+from worklist.priority import Band, ComponentCode, band_of
+
+
+def with_live_findings(queryset: StudyQuerySet) -> StudyQuerySet:
+    """``queryset`` with each study's live positive findings as ``live_findings``."""
+    findings = (
+        Finding.objects.live().filter(positive=True).select_related("result__model")
+    )
+    alerts = Alert.objects.unresolved().select_related("acknowledged_by")
+    return queryset.prefetch_related(
+        Prefetch("findings", queryset=findings, to_attr="live_findings"),
+        Prefetch("alerts", queryset=alerts, to_attr="open_alerts"),
+    )
+
+
+MODALITY_CHOICES: tuple[str, ...] = ("CT", "MR", "CR", "DX", "US", "NM", "PT", "XA")
+
+BAND_ICONS: dict[Band, str] = {
+    Band.CRITICAL: "‼",
+    Band.HIGH: "▲",
+    Band.MEDIUM: "△",
+    Band.ROUTINE: "•",
+}
+
+AI_STATUS_ICONS: dict[str, str] = {
+    AIStatus.PENDING: "⏳",
+    AIStatus.QUEUED: "⏳",
+    AIStatus.SCORING: "⚙",
+    AIStatus.SCORED: "✓",
+    AIStatus.NOT_APPLICABLE: "∅",
+    AIStatus.FAILED: "⚠",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    points: float
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FindingView:
+    """The AI finding a row shows: what, how sure, which model, where."""
+
+    pk: int
+    code: str
+    display: str
+    probability: float
+    model: str
+    has_heatmap: bool
+    key_slice: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StudyRow:
+    """A study as the radiologist's list shows it."""
+
+    study: Study
+    band: Band
+    band_icon: str
+    reasons: tuple[Reason, ...]
+    ai_finding: str
+    ai_finding_code: str
+    ai_status_icon: str
+    claimed_by: str
+    mine: bool
+    can_claim: bool
+    can_release: bool
+    can_finalize: bool
+    show_phi: bool
+    finding: FindingView | None = None
+    error: str = ""
+    # The study's critical-finding alert state: "open", "acknowledged" or "".
+    alert_status: str = ""
+    alert_text: str = ""
+
+    @classmethod
+    def of(
+        cls,
+        study: Study,
+        user: User | AnonymousUser,
+        *,
+        error: str = "",
+    ) -> StudyRow:
+        components: list[dict[str, Any]] = list(study.priority_components or [])
+        reasons = tuple(
+            Reason(float(c.get("points", 0)), str(c.get("reason", "")))
+            for c in sorted(components, key=lambda c: -float(c.get("points", 0)))
+            if float(c.get("points", 0)) > 0
+        )
+        ai = next(
+            (c for c in components if c.get("code") == ComponentCode.AI.value), None
+        )
+        ai_text = str(ai["reason"]) if ai else ""
+        band = band_of(study.priority_score)
+        mine = study.claimed_by_id is not None and study.claimed_by_id == user.pk
+        final = study.reading_status == ReadingStatus.FINAL
+        live: list[Finding] = getattr(study, "live_findings", [])
+        top = max(live, key=lambda f: (f.probability, f.code), default=None)
+        finding = (
+            FindingView(
+                pk=top.pk,
+                code=top.code,
+                display=top.display,
+                probability=top.probability,
+                model=f"{top.result.model.name or top.result.model.model_id} "
+                f"{top.result.model_version}".strip(),
+                has_heatmap=bool(top.heatmap_path),
+                key_slice=top.key_slice_index,
+            )
+            if top is not None
+            else None
+        )
+        return cls(
+            study=study,
+            band=band,
+            band_icon=BAND_ICONS[band],
+            reasons=reasons,
+            ai_finding=ai_text,
+            ai_finding_code=(
+                finding.code if finding else str(ai.get("finding", "")) if ai else ""
+            ),
+            ai_status_icon=AI_STATUS_ICONS.get(study.ai_status, "?"),
+            claimed_by=study.claimed_by.get_username() if study.claimed_by else "",
+            mine=mine,
+            can_claim=study.claimed_by_id is None and not final,
+            can_release=mine and not final,
+            can_finalize=not final and (mine or study.claimed_by_id is None),
+            show_phi=bool(user.has_perm("triage.view_phi")),
+            finding=finding,
+            error=error,
+            **_alert_state(getattr(study, "open_alerts", [])),
+        )
+
+
+def _alert_state(alerts: list[Alert]) -> dict[str, str]:
+    """The most pressing unresolved alert, as the row's badge shows it."""
+    if not alerts:
+        return {}
+    alert = min(alerts, key=lambda a: (a.status != "open", -a.raised_at.timestamp()))
+    if alert.status == "open":
+        text = "Alert escalated" if alert.escalated_at else "Alert open"
+    else:
+        who = alert.acknowledged_by.get_username() if alert.acknowledged_by else ""
+        text = f"Alert acknowledged{f' by {who}' if who else ''}"
+    return {"alert_status": alert.status, "alert_text": text}
