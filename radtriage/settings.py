@@ -436,5 +436,9 @@ LOGGING = {
     "loggers": {
         # pynetdicom logs whole datasets at DEBUG, PHI included.
         "pynetdicom": {"level": "WARNING"},
+        # In the embedded mode these log every periodic sweep twice a second.
+        "celery.app.trace": {"level": "WARNING"},
+        "celery.worker.strategy": {"level": "WARNING"},
+        "celery.beat": {"level": "WARNING"},
     },
 }
