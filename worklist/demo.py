@@ -11,7 +11,7 @@ import logging
 import secrets
 import threading
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import close_old_connections
 from django.utils import timezone
@@ -102,6 +102,9 @@ DEMO_CASES: tuple[DemoCase, ...] = (
 )
 
 
+ACQUISITION_LEAD = timedelta(minutes=4)
+
+
 def make_demo_users(password: str | None = None) -> dict[Role, tuple[str, str]]:
     """Create (or reset) one user per role; returns username and password."""
     logins: dict[Role, tuple[str, str]] = {}
@@ -112,15 +115,18 @@ def make_demo_users(password: str | None = None) -> dict[Role, tuple[str, str]]:
     return logins
 
 
-def synthesize(case: DemoCase, *, slices: int) -> SyntheticStudy:
-    """Build the case's study with the synthetic generator."""
+def synthesize(case: DemoCase, *, slices: int, acquired_at: datetime) -> SyntheticStudy:
+    """Build the case's study with the synthetic generator, acquired at a time."""
     if case.kind == "ct-head":
         hemorrhage = case.finding if isinstance(case.finding, HemorrhageType) else None
-        return make_ct_head_study(case.seed, slices=slices, hemorrhage=hemorrhage)
+        return make_ct_head_study(
+            case.seed, slices=slices, hemorrhage=hemorrhage, acquired_at=acquired_at
+        )
     return make_radiograph_study(
         case.seed,
         modality=RadiographModality(case.kind),
         fracture=bool(case.finding),
+        acquired_at=acquired_at,
     )
 
 
@@ -136,7 +142,11 @@ def send_study(study: SyntheticStudy, *, now: datetime) -> int:
 
 def seed_case(case: DemoCase, *, slices: int, now: datetime) -> int:
     """Send one demo case and record its order context; returns the study id."""
-    study_id = send_study(synthesize(case, slices=slices), now=now)
+    # The scan happened a few minutes before it reached us, as at a real site.
+    acquired_at = now - ACQUISITION_LEAD
+    study_id = send_study(
+        synthesize(case, slices=slices, acquired_at=acquired_at), now=now
+    )
     services.set_order_context(
         study_id,
         patient_class=case.patient_class,

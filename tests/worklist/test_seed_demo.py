@@ -36,6 +36,11 @@ def test_seed_demo_prints_one_login_per_role_and_sends_studies() -> None:
     assert first is not None
     assert first.patient_class == PatientClass.EMERGENCY
     assert first.instance_count == 4
+    # Acquired minutes before arrival, so the demo's turnaround figures look real.
+    assert first.acquired_at is not None
+    assert first.first_instance_received_at is not None
+    lead = first.first_instance_received_at - first.acquired_at
+    assert 0 <= lead.total_seconds() <= 600
 
 
 def test_seed_demo_twice_duplicates_nothing() -> None:
