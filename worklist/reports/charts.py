@@ -13,7 +13,7 @@ from dataclasses import dataclass
 WIDTH = 720.0
 HEIGHT = 240.0
 # Room for the y labels on the left and the x labels underneath.
-LEFT, RIGHT, TOP, BOTTOM = 56.0, 12.0, 12.0, 36.0
+LEFT, RIGHT, TOP, BOTTOM = 72.0, 12.0, 12.0, 36.0
 MAX_X_LABELS = 12
 
 
