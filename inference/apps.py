@@ -23,11 +23,33 @@ def _on_study_stable(sender: Any, study_id: int, **kwargs: Any) -> None:
         logger.exception("queueing scoring failed study_id=%s", study_id)
 
 
+def _on_series_stable(
+    sender: Any, study_id: int, series_id: int, **kwargs: Any
+) -> None:
+    """A series is complete before its study: a model needing it may score now."""
+    from django.utils import timezone
+
+    from inference import services
+
+    try:
+        services.enqueue_early_scoring(study_id, series_id, now=timezone.now())
+    except Exception:
+        # Only a head start is lost: the study's stability queues it anyway.
+        logger.exception(
+            "queueing early scoring failed study_id=%s series_id=%s",
+            study_id,
+            series_id,
+        )
+
+
 class InferenceConfig(AppConfig):
     name = "inference"
     verbose_name = "AI scoring"
 
     def ready(self) -> None:
-        from triage.signals import study_stable
+        from triage.signals import series_stable, study_stable
 
         study_stable.connect(_on_study_stable, dispatch_uid="inference-score-stable")
+        series_stable.connect(
+            _on_series_stable, dispatch_uid="inference-score-stable-series"
+        )

@@ -31,6 +31,7 @@ from inference.manifest import (
     PixelSpace,
     Window,
 )
+from triage.pixels import PixelLayout
 
 F32 = NDArray[np.float32]
 
@@ -43,10 +44,21 @@ class UndecodablePixels(Exception):
 
 @dataclass(frozen=True, slots=True)
 class SliceRef:
-    """One stored image to read: a caller's key and the file's path."""
+    """One stored image to read: a caller's key and the file's path.
+
+    Attributes:
+        key: The caller's key (an instance id).
+        path: The stored file.
+        layout: Where ingest found its pixels, if it could say.
+        order: Its place along the slice normal (or InstanceNumber), if known.
+        sop_instance_uid: Its SOP Instance UID, if known.
+    """
 
     key: int
     path: Path
+    layout: PixelLayout | None = None
+    order: float | None = None
+    sop_instance_uid: str = ""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -72,9 +84,15 @@ def _order_value(ds: pydicom.Dataset, fallback: int) -> float:
     position = ds.get("ImagePositionPatient")
     orientation = ds.get("ImageOrientationPatient")
     if position is not None and orientation is not None and len(orientation) == 6:
-        row = np.asarray(orientation[:3], dtype=np.float64)
-        col = np.asarray(orientation[3:], dtype=np.float64)
-        return float(np.dot(np.cross(row, col), np.asarray(position, np.float64)))
+        # Position projected on the slice normal (row x column cosines); plain
+        # floats: numpy's overhead on 3-vectors outweighs the arithmetic.
+        rx, ry, rz, cx, cy, cz = (float(v) for v in orientation)
+        px, py, pz = (float(v) for v in position)
+        return (
+            (ry * cz - rz * cy) * px
+            + (rz * cx - rx * cz) * py
+            + (rx * cy - ry * cx) * pz
+        )
     number = ds.get("InstanceNumber")
     return float(number) if number is not None else float(fallback)
 
@@ -85,7 +103,9 @@ def read_series(refs: Sequence[SliceRef], pixel_space: PixelSpace) -> SliceVolum
     Slices are ordered by ImagePositionPatient projected on the slice normal
     (inferior to superior for axial CT), else by InstanceNumber. Values become HU
     from RescaleSlope/RescaleIntercept; for presentation space MONOCHROME1 is
-    inverted so that dense structures are bright.
+    inverted so that dense structures are bright. When every ref carries what
+    ingest recorded (layout, order, UID), no header is parsed: each slice is one
+    positioned read.
 
     Args:
         refs: The series' files.
@@ -101,6 +121,13 @@ def read_series(refs: Sequence[SliceRef], pixel_space: PixelSpace) -> SliceVolum
     """
     if not refs:
         raise UndecodablePixels("the series has no images")
+    laid_out = [
+        (ref, ref.layout)
+        for ref in refs
+        if ref.layout is not None and ref.sop_instance_uid
+    ]
+    if len(laid_out) == len(refs):
+        return _read_laid_out(laid_out, pixel_space)
     headers: list[tuple[float, int, pydicom.Dataset]] = []
     for index, ref in enumerate(refs):
         try:
@@ -147,21 +174,96 @@ def _decode_into(
             f"image {index + 1} is {array.shape[0]}x{array.shape[1]}, "
             f"the series is {out.shape[0]}x{out.shape[1]}"
         )
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    _to_modality_values(
+        array,
+        out,
+        slope=float(ds.get("RescaleSlope", 1) or 1),
+        intercept=float(ds.get("RescaleIntercept", 0) or 0),
+        invert_bits=(
+            int(ds.get("BitsStored", 16))
+            if pixel_space is PixelSpace.PRESENTATION
+            and str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1"
+            else None
+        ),
+    )
+
+
+def _to_modality_values(
+    array: NDArray[Any],
+    out: F32,
+    *,
+    slope: float,
+    intercept: float,
+    invert_bits: int | None,
+) -> None:
+    """stored * slope + intercept into ``out``; with ``invert_bits``, MONOCHROME1
+    turned so that dense is bright (``invert_bits`` is BitsStored)."""
+    # One pass over the pixels where the slope is 1 (CT): the float32 add casts.
     if slope == 1.0:
-        out[...] = array
+        np.add(array, np.float32(intercept), out=out, casting="unsafe")
     else:
         np.multiply(array, np.float32(slope), out=out, casting="unsafe")
-    if intercept:
-        out += np.float32(intercept)
-    if (
-        pixel_space is PixelSpace.PRESENTATION
-        and str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1"
-    ):
-        bits = int(ds.get("BitsStored", 16))
-        top = (float((1 << bits) - 1) * slope) + intercept
+        if intercept:
+            out += np.float32(intercept)
+    if invert_bits is not None:
+        top = (float((1 << invert_bits) - 1) * slope) + intercept
         np.subtract(np.float32(top), out, out=out)
+
+
+def _stored_bits(values: NDArray[Any], bits: int) -> NDArray[Any]:
+    """Keep only the stored bits, as pydicom does: unsigned values are masked,
+    signed ones sign-extended from their high bit (bit ``bits - 1``)."""
+    if values.dtype.kind == "u":
+        return values & np.uint16((1 << bits) - 1)
+    spare = np.int16(16 - bits)
+    return (values << spare) >> spare
+
+
+def _read_laid_out(
+    refs: Sequence[tuple[SliceRef, PixelLayout]], pixel_space: PixelSpace
+) -> SliceVolume:
+    """read_series for slices whose pixel layout ingest recorded."""
+    order = sorted(
+        range(len(refs)),
+        key=lambda i: (o if (o := refs[i][0].order) is not None else float(i), i),
+    )
+    rows, columns = refs[order[0]][1].rows, refs[order[0]][1].columns
+    pixels = np.empty((len(refs), 1, rows, columns), dtype=np.float32)
+    for slot, index in enumerate(order):
+        ref, layout = refs[index]
+        if (layout.rows, layout.columns) != (rows, columns):
+            raise UndecodablePixels(
+                f"image {index + 1} is {layout.rows}x{layout.columns}, "
+                f"the series is {rows}x{columns}"
+            )
+        values = np.fromfile(
+            ref.path,
+            dtype=layout.sample_type,
+            count=rows * columns,
+            offset=layout.offset,
+        )
+        if values.size != rows * columns:
+            raise UndecodablePixels(
+                f"image {index + 1} is shorter than its recorded pixel data"
+            )
+        if layout.bits_stored < 16:
+            values = _stored_bits(values, layout.bits_stored)
+        _to_modality_values(
+            values.reshape(rows, columns),
+            pixels[slot, 0],
+            slope=layout.slope,
+            intercept=layout.intercept,
+            invert_bits=(
+                layout.bits_stored
+                if pixel_space is PixelSpace.PRESENTATION and layout.monochrome1
+                else None
+            ),
+        )
+    return SliceVolume(
+        pixels=pixels,
+        keys=tuple(refs[i][0].key for i in order),
+        sop_instance_uids=tuple(refs[i][0].sop_instance_uid for i in order),
+    )
 
 
 _NATIVE_LITTLE_ENDIAN: Final = frozenset(
@@ -361,31 +463,48 @@ def heatmap_overlay_png(
         max_side: Longest side of the PNG in pixels.
 
     Returns:
-        PNG bytes (8-bit BGR), the grey image with a translucent colour map.
+        PNG bytes (8-bit BGR), the grey image with a translucent colour map
+        (opacity 0.5 x heat).
     """
-    if window is not None:
-        gray = np.clip(
-            (image - np.float32(window.low)) / np.float32(window.width), 0, 1
-        )
-    else:
-        low, high = float(image.min()), float(image.max())
-        gray = (image - np.float32(low)) / np.float32(max(high - low, 1e-6))
-    rows, cols = gray.shape
+    rows, cols = image.shape
     scale = min(1.0, max_side / max(rows, cols))
     size = (max(1, round(cols * scale)), max(1, round(rows * scale)))
-    base = cv2.resize((gray * 255).astype(np.uint8), size, interpolation=cv2.INTER_AREA)
+    if window is not None:
+        low, width = window.low, window.width
+    else:
+        low = float(image.min())
+        width = max(float(image.max()) - low, 1e-6)
+    shown = (
+        cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        if size != (cols, rows)
+        else image
+    )
+    # OpenCV does the windowing, the blend and the casts in single passes; this
+    # runs on the scoring path.
+    base = cv2.addWeighted(
+        shown, 255.0 / width, shown, 0.0, -low * 255.0 / width, dtype=cv2.CV_8U
+    )
     heat = cv2.resize(
         np.clip(heatmap, 0, 1).astype(np.float32), size, interpolation=cv2.INTER_CUBIC
     )
-    heat = np.clip(heat, 0, 1)
+    np.clip(heat, 0, 1, out=heat)
     colour = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    base_bgr = cv2.cvtColor(base, cv2.COLOR_GRAY2BGR).astype(np.float32)
-    alpha = (np.float32(0.5) * heat)[..., np.newaxis]
-    blended = (base_bgr + (colour.astype(np.float32) - base_bgr) * alpha).astype(
-        np.uint8
+    alpha = heat * np.float32(0.5)
+    blended = cv2.blendLinear(
+        cv2.cvtColor(base, cv2.COLOR_GRAY2BGR), colour, 1 - alpha, alpha
     )
-    # Fast compression: the PNG is written on the scoring path.
-    ok, encoded = cv2.imencode(".png", blended, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    # A fixed "sub" filter at fast compression: half the time of adaptive
+    # filtering for a few per cent more bytes.
+    ok, encoded = cv2.imencode(
+        ".png",
+        blended,
+        [
+            cv2.IMWRITE_PNG_COMPRESSION,
+            1,
+            cv2.IMWRITE_PNG_FILTER,
+            cv2.IMWRITE_PNG_FILTER_SUB,
+        ],
+    )
     if not ok:
         raise ValueError("PNG encoding failed")
     return bytes(encoded.tobytes())

@@ -10,8 +10,10 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -35,6 +37,7 @@ from inference.models import (
     ScoreStatus,
 )
 from inference.signals import study_scored
+from radtriage.db import recoverable_transaction
 from triage.models import (
     AIStatus,
     Instance,
@@ -44,6 +47,7 @@ from triage.models import (
     Study,
     StudyEvent,
 )
+from triage.pixels import BadPixelLayout, PixelLayout
 from triage.services import record_audit
 from triage.signals import study_changed
 
@@ -365,12 +369,133 @@ def _announce_changed(study_id: int) -> None:
     study_changed.send(sender=Study, study_id=study_id)
 
 
+def enqueue_early_scoring(
+    study_id: int, series_id: int, *, now: datetime
+) -> str | None:
+    """Queue scoring of a study still receiving, because one series is complete.
+
+    Beats the study's quiet period where the content allows: when an enabled
+    (active or shadow) model's applicability, applied to the study's series as
+    they stand, chooses the stable ``series_id``, that model need not wait for
+    the rest of the study. The early run scores only the models whose chosen
+    series is stable; when the study becomes stable its normal scoring reuses
+    the results whose series is unchanged and amends the others.
+
+    Same queue as :func:`enqueue_scoring`. Nothing is queued for a study that is
+    stable (its own scoring covers it) or gone, for a series reopened since, when
+    an early run is already queued (it will see this series too), or when no
+    model chooses this series.
+
+    Returns:
+        The queue name, or None when nothing was queued.
+    """
+    facts = _current_series_facts(study_id)
+    models = [e for e in registry() if e.mode != ModelMode.DISABLED]
+    if not any(_chooses(entry, facts, frozenset({series_id})) for entry in models):
+        return None
+    return _queue_early(study_id, series_id, now)
+
+
+@transaction.atomic
+def _queue_early(study_id: int, series_id: int, now: datetime) -> str | None:
+    study = Study.objects.select_for_update().filter(pk=study_id).first()
+    if study is None or study.stable_at is not None:
+        return None
+    if not Series.objects.filter(
+        pk=series_id, study_id=study_id, stable_at__isnull=False
+    ).exists():
+        return None
+    if (
+        study.ai_status == AIStatus.QUEUED
+        and study.early_scoring_queued_at is not None
+        and study.early_scoring_queued_at == study.scoring_queued_at
+    ):
+        return None
+    queue = scoring_queue(study.patient_class, study.order_priority)
+    study.ai_status = AIStatus.QUEUED
+    study.ai_status_reason = ""
+    study.scoring_queued_at = now
+    study.early_scoring_queued_at = now
+    study.version += 1
+    study.save(
+        update_fields=[
+            "ai_status",
+            "ai_status_reason",
+            "scoring_queued_at",
+            "early_scoring_queued_at",
+            "version",
+            "updated_at",
+        ]
+    )
+    StudyEvent.objects.create(
+        study=study,
+        kind=StudyEvent.Kind.SCORING_QUEUED,
+        at=now,
+        detail={"queue": queue, "early": True, "series_id": series_id},
+    )
+    transaction.on_commit(partial(_send_score_task, study.pk, queue), robust=True)
+    transaction.on_commit(partial(_announce_changed, study.pk), robust=True)
+    return queue
+
+
+def _chooses(
+    entry: RegistryEntry, facts: tuple[mf.SeriesFacts, ...], series: frozenset[int]
+) -> bool:
+    """Whether the model would score one of ``series`` among the study's."""
+    if entry.loaded is None:
+        return False
+    choice = mf.choose_series(entry.loaded.manifest.applicability, facts)
+    return isinstance(choice, mf.Applicable) and choice.series_id in series
+
+
+def _current_series_facts(study_id: int) -> tuple[mf.SeriesFacts, ...]:
+    """The study's series as applicability sees them now (read, not locked)."""
+    study = Study.objects.filter(pk=study_id).only("body_part_examined").first()
+    if study is None:
+        return ()
+    series_rows = list(Series.objects.filter(study_id=study_id).order_by("pk"))
+    storage = Path(settings.RADTRIAGE_STORAGE_DIR)
+    counts: dict[int, int] = {}
+    first_paths: dict[int, Path] = {}
+    for series_pk, storage_path in (
+        Instance.objects.filter(series__study_id=study_id)
+        .order_by("series_id", "slice_position", "instance_number", "pk")
+        .values_list("series_id", "storage_path")
+    ):
+        counts[series_pk] = counts.get(series_pk, 0) + 1
+        first_paths.setdefault(series_pk, storage / storage_path)
+    return _series_facts(study.body_part_examined, series_rows, counts, first_paths)
+
+
+def _series_facts(
+    study_body_part: str,
+    series_rows: list[Series],
+    counts: dict[int, int],
+    first_paths: dict[int, Path],
+) -> tuple[mf.SeriesFacts, ...]:
+    # Reads one header per series: call outside transactions.
+    return tuple(
+        mf.SeriesFacts(
+            series_id=s.pk,
+            modality=s.modality,
+            body_part=s.body_part_examined or study_body_part,
+            series_description=s.series_description,
+            instance_count=counts.get(s.pk, 0),
+            axial=_axial(first_paths.get(s.pk)),
+        )
+        for s in series_rows
+    )
+
+
 def sweep_stuck_scoring(*, now: datetime, limit: int = 200) -> list[int]:
     """Queue again stable studies stuck before scoring.
 
     Stuck: stable and still pending (the enqueue was lost), queued for longer
-    than RADTRIAGE_SCORING_STUCK_SECONDS (the task was lost), or scoring for
-    longer than the task's hard time limit (the worker died).
+    than RADTRIAGE_SCORING_STUCK_SECONDS (the task was lost), scoring for
+    longer than the task's hard time limit (the worker died), or holding an
+    earlier result (early, or from before late images reopened it) and not
+    queued since it became stable (the enqueue was lost). A study still
+    receiving is never queued here: its stability will queue it.
 
     Returns:
         The ids of the studies queued again.
@@ -384,6 +509,15 @@ def sweep_stuck_scoring(*, now: datetime, limit: int = 200) -> list[int]:
             | Q(ai_status=AIStatus.QUEUED, scoring_queued_at__lt=stuck_before)
             | Q(ai_status=AIStatus.QUEUED, scoring_queued_at__isnull=True)
             | Q(ai_status=AIStatus.SCORING, scoring_started_at__lt=stale_before)
+            | Q(
+                ai_status__in=[
+                    AIStatus.SCORED,
+                    AIStatus.NOT_APPLICABLE,
+                    AIStatus.FAILED,
+                ],
+                stable_at__lt=stuck_before,
+                scoring_queued_at__lt=F("stable_at"),
+            )
         )
         .order_by("stable_at")
         .values_list("pk", flat=True)[:limit]
@@ -402,11 +536,40 @@ def sweep_stuck_scoring(*, now: datetime, limit: int = 200) -> list[int]:
 
 @dataclass(frozen=True, slots=True)
 class InstanceRef:
-    """A stored instance of a series, as the scorer reads it (no PHI)."""
+    """A stored instance of a series, as the scorer reads it (no PHI).
+
+    ``layout``, ``order`` and ``sop_instance_uid`` are what ingest recorded;
+    with them the pixels are read without parsing the file again.
+    """
 
     pk: int
     path: Path
     sha256: str
+    layout: PixelLayout | None = None
+    order: float | None = None
+    sop_instance_uid: str = ""
+
+    @classmethod
+    def of(cls, row: Instance, storage: Path) -> InstanceRef:
+        """The reference to a stored instance row."""
+        try:
+            layout = PixelLayout.from_json(row.pixel_layout)
+        except BadPixelLayout:
+            layout = None  # pydicom reads the file instead
+        if row.slice_position is not None:
+            order: float | None = row.slice_position
+        elif row.instance_number is not None:
+            order = float(row.instance_number)
+        else:
+            order = None
+        return cls(
+            row.pk,
+            storage / row.storage_path,
+            row.sha256,
+            layout,
+            order,
+            row.sop_instance_uid,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,6 +580,9 @@ class ScoringJob:
     started_at: datetime
     series: tuple[mf.SeriesFacts, ...]
     instances: dict[int, tuple[InstanceRef, ...]]
+    # An early run (the study still receiving): the series complete when it
+    # was claimed; only models choosing one of them score. None: stable study.
+    early_series: frozenset[int] | None = None
 
 
 @dataclass(slots=True)
@@ -432,7 +598,9 @@ class FindingOutcome:
     key_instance_pk: int
     key_sop_instance_uid: str
     slice_probabilities: list[float]
-    heatmap_png: bytes | None
+    # Rendered on a worker thread while the results are written (OpenCV lets
+    # go of the GIL); joined before the transaction commits.
+    heatmap_png: Future[bytes] | None
 
 
 @dataclass(slots=True)
@@ -449,15 +617,26 @@ class ModelOutcome:
     duration_ms: int = 0
     findings: list[FindingOutcome] = field(default_factory=list)
     reused: bool = False
+    # No result row exists for this model, version and instance set: insert
+    # without looking first.
+    known_new: bool = False
 
 
 def _claim(study_id: int, now: datetime) -> ScoringJob | None:
     stale_before = now - timedelta(seconds=settings.RADTRIAGE_SCORE_TIME_LIMIT + 30)
-    with transaction.atomic():
+    # A claim lost in a crash leaves the study queued (or scoring, past the
+    # time limit): the sweeper queues it again, so its commit need not wait
+    # for the disk.
+    with recoverable_transaction():
         claimed = (
-            # Only a stable study: one reopened by late images waits for the
-            # next stability, which queues it again.
-            Study.objects.filter(pk=study_id, stable_at__isnull=False)
+            # A stable study, or one whose queued scoring is early (a series a
+            # model needs is complete). Otherwise one reopened by late images
+            # waits for the next stability, which queues it again.
+            Study.objects.filter(pk=study_id)
+            .filter(
+                Q(stable_at__isnull=False)
+                | Q(early_scoring_queued_at=F("scoring_queued_at"))
+            )
             .filter(
                 Q(ai_status__in=[AIStatus.PENDING, AIStatus.QUEUED])
                 | Q(ai_status=AIStatus.SCORING, scoring_started_at__lt=stale_before)
@@ -472,34 +651,34 @@ def _claim(study_id: int, now: datetime) -> ScoringJob | None:
         if not claimed:
             return None
         study = Study.objects.get(pk=study_id)
+        early = study.stable_at is None
         StudyEvent.objects.create(
-            study=study, kind=StudyEvent.Kind.SCORING_STARTED, at=now
+            study=study,
+            kind=StudyEvent.Kind.SCORING_STARTED,
+            at=now,
+            detail={"early": True} if early else {},
         )
         series_rows = list(Series.objects.filter(study_id=study_id).order_by("pk"))
-        instances: dict[int, tuple[InstanceRef, ...]] = {}
+        gathered: dict[int, list[InstanceRef]] = {}
         storage = Path(settings.RADTRIAGE_STORAGE_DIR)
         first_paths: dict[int, Path] = {}
         for row in Instance.objects.filter(series__study_id=study_id).order_by(
             "series_id", "slice_position", "instance_number", "pk"
         ):
-            ref = InstanceRef(row.pk, storage / row.storage_path, row.sha256)
-            instances.setdefault(row.series_id, ())
-            instances[row.series_id] += (ref,)
+            ref = InstanceRef.of(row, storage)
+            gathered.setdefault(row.series_id, []).append(ref)
             first_paths.setdefault(row.series_id, ref.path)
+        instances = {pk: tuple(refs) for pk, refs in gathered.items()}
         transaction.on_commit(partial(_announce_changed, study_id), robust=True)
     # Files are read outside the transaction.
-    facts = tuple(
-        mf.SeriesFacts(
-            series_id=s.pk,
-            modality=s.modality,
-            body_part=s.body_part_examined or study.body_part_examined,
-            series_description=s.series_description,
-            instance_count=len(instances.get(s.pk, ())),
-            axial=_axial(first_paths.get(s.pk)),
-        )
-        for s in series_rows
+    counts = {pk: len(refs) for pk, refs in instances.items()}
+    facts = _series_facts(study.body_part_examined, series_rows, counts, first_paths)
+    early_series = (
+        frozenset(s.pk for s in series_rows if s.stable_at is not None)
+        if early
+        else None
     )
-    return ScoringJob(study_id, now, facts, instances)
+    return ScoringJob(study_id, now, facts, instances, early_series)
 
 
 def _axial(path: Path | None) -> bool | None:
@@ -529,7 +708,9 @@ def score_study(study_id: int, *, clock: Callable[[], datetime]) -> bool:
     Idempotent: a study that is not pending or queued (already scored, being
     scored, gone) is left alone, and a model whose result for this exact set of
     instances exists is not run again. One model's failure is recorded for that
-    model and never stops the others.
+    model and never stops the others. An early run (the study still receiving,
+    see :func:`enqueue_early_scoring`) scores only the models whose chosen
+    series is complete.
 
     Args:
         study_id: The study.
@@ -546,18 +727,61 @@ def score_study(study_id: int, *, clock: Callable[[], datetime]) -> bool:
     if job is None:
         return False
     try:
-        entries = registry()
+        entries = _models_for(job)
         decoded: dict[tuple[int, mf.PixelSpace], preprocess.SliceVolume] = {}
         outcomes = [
             _score_with(job, entry, decoded)
             for entry in entries
             if entry.mode != ModelMode.DISABLED
         ]
-        apply_results(job, outcomes, now=clock())
+        _store_results(job, outcomes, now=clock())
     except (TransientScoringError, OperationalError) as exc:
         _requeue_after_transient(study_id, job.started_at)
         raise TransientScoringError(str(exc)) from exc
     return True
+
+
+def _models_for(job: ScoringJob) -> list[RegistryEntry]:
+    """The registered models a run considers (score_study skips disabled ones)."""
+    entries = registry()
+    if job.early_series is None:
+        return entries
+    return [e for e in entries if _chooses(e, job.series, job.early_series)]
+
+
+def _store_results(
+    job: ScoringJob, outcomes: list[ModelOutcome], *, now: datetime
+) -> None:
+    """:func:`apply_results`, unless no active model took part in an early run.
+
+    Then nothing a reader sees was scored: the study's AI status goes back to
+    waiting (or to "scored" where an earlier result stands) rather than "not
+    applicable", and shadow results are stored without a status of their own.
+    """
+    if job.early_series is None or any(
+        o.entry.mode == ModelMode.ACTIVE for o in outcomes
+    ):
+        apply_results(job, outcomes, now=now)
+        return
+    with transaction.atomic():
+        standing = ScoreResult.objects.filter(
+            study_id=job.study_id,
+            is_current=True,
+            mode=ModelMode.ACTIVE,
+            status=ScoreStatus.SCORED,
+        ).exists()
+        # No longer this run's: apply_results then leaves the status alone.
+        Study.objects.filter(
+            pk=job.study_id,
+            ai_status=AIStatus.SCORING,
+            scoring_started_at=job.started_at,
+        ).update(
+            ai_status=AIStatus.SCORED if standing else AIStatus.PENDING,
+            version=F("version") + 1,
+        )
+        transaction.on_commit(partial(_announce_changed, job.study_id), robust=True)
+        if outcomes:
+            apply_results(job, outcomes, now=now)
 
 
 def _score_with(
@@ -601,13 +825,19 @@ def _score_with(
     if existing is not None and existing.status == ScoreStatus.SCORED:
         outcome.reused = True
         return outcome
+    outcome.known_new = existing is None
     started = time.perf_counter()
     try:
         key = (choice.series_id, manifest.input.pixel_space)
         volume = decoded.get(key)
         if volume is None:
             volume = preprocess.read_series(
-                [preprocess.SliceRef(r.pk, r.path) for r in refs],
+                [
+                    preprocess.SliceRef(
+                        r.pk, r.path, r.layout, r.order, r.sop_instance_uid
+                    )
+                    for r in refs
+                ],
                 manifest.input.pixel_space,
             )
             decoded[key] = volume
@@ -659,7 +889,8 @@ def _findings(
         )
         png = None
         if result.heatmaps is not None:
-            png = preprocess.heatmap_overlay_png(
+            png = _heatmap_pool().submit(
+                preprocess.heatmap_overlay_png,
                 volume.pixels[study.key_index, 0],
                 result.heatmaps[study.key_index, column],
                 display_window,
@@ -681,7 +912,30 @@ def _findings(
     return findings
 
 
-def _write_heatmap(study_id: int, result_pk: int, code: str, png: bytes) -> str:
+_heatmap_pool_lock = threading.Lock()
+_heatmap_executor: ThreadPoolExecutor | None = None
+
+
+def _heatmap_pool() -> ThreadPoolExecutor:
+    global _heatmap_executor  # one pool per process, made lazily
+    with _heatmap_pool_lock:
+        if _heatmap_executor is None:
+            _heatmap_executor = ThreadPoolExecutor(
+                max_workers=2, thread_name_prefix="heatmap"
+            )
+        return _heatmap_executor
+
+
+def _write_heatmap(
+    study_id: int, result_pk: int, code: str, rendering: Future[bytes]
+) -> str:
+    """Write a finding's heatmap overlay; "" when it could not be drawn (the
+    finding stands without its picture)."""
+    try:
+        png = rendering.result()
+    except Exception:
+        logger.exception("heatmap overlay failed study_id=%s", study_id)
+        return ""
     relative = Path(HEATMAP_DIR) / str(study_id) / f"{result_pk}-{code}.png"
     target = Path(settings.RADTRIAGE_STORAGE_DIR) / relative
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -719,39 +973,39 @@ def _record_outcome(job: ScoringJob, outcome: ModelOutcome, now: datetime) -> No
         .first()
     )
     version = manifest.version if manifest else ""
-    result, created = ScoreResult.objects.update_or_create(
-        study_id=job.study_id,
-        model_id=entry.pk,
-        model_version=version,
-        instance_set=outcome.instance_set,
-        defaults={
-            "model_sha256": manifest.sha256 if manifest else "",
-            "series_id": outcome.series_id,
-            "instance_ids": outcome.instance_ids,
-            "instance_count": len(outcome.instance_ids),
-            "status": outcome.status,
-            "reason": outcome.reason[:_REASON_MAX],
-            "mode": entry.mode,
-            "device": outcome.device,
-            "duration_ms": outcome.duration_ms,
-            "is_current": True,
-            "scored_at": now,
-        },
-    )
+    key: dict[str, Any] = {
+        "study_id": job.study_id,
+        "model_id": entry.pk,
+        "model_version": version,
+        "instance_set": outcome.instance_set,
+    }
+    values: dict[str, Any] = {
+        "model_sha256": manifest.sha256 if manifest else "",
+        "series_id": outcome.series_id,
+        "instance_ids": outcome.instance_ids,
+        "instance_count": len(outcome.instance_ids),
+        "status": outcome.status,
+        "reason": outcome.reason[:_REASON_MAX],
+        "mode": entry.mode,
+        "device": outcome.device,
+        "duration_ms": outcome.duration_ms,
+        "is_current": True,
+        "scored_at": now,
+    }
+    if outcome.known_new:
+        result, created = ScoreResult.objects.create(**key, **values), True
+    else:
+        result, created = ScoreResult.objects.update_or_create(**key, defaults=values)
     ScoreResult.objects.filter(study_id=job.study_id, model_id=entry.pk).exclude(
         pk=result.pk
     ).update(is_current=False)
     if previous is not None and previous.pk != result.pk and created:
         result.supersedes = previous
         result.save(update_fields=["supersedes"])
-    result.findings.all().delete()
-    for f in outcome.findings:
-        heatmap = (
-            _write_heatmap(job.study_id, result.pk, f.code, f.heatmap_png)
-            if f.heatmap_png is not None
-            else ""
-        )
-        Finding.objects.create(
+    if not created:
+        result.findings.all().delete()
+    Finding.objects.bulk_create(
+        Finding(
             result=result,
             study_id=job.study_id,
             code=f.code,
@@ -765,9 +1019,15 @@ def _record_outcome(job: ScoringJob, outcome: ModelOutcome, now: datetime) -> No
             key_sop_instance_uid=f.key_sop_instance_uid,
             key_slice_index=f.key_index,
             slice_probabilities=f.slice_probabilities,
-            heatmap_path=heatmap,
+            heatmap_path=(
+                _write_heatmap(job.study_id, result.pk, f.code, f.heatmap_png)
+                if f.heatmap_png is not None
+                else ""
+            ),
             created_at=now,
         )
+        for f in outcome.findings
+    )
     logger.info(
         "model %s %s on study_id=%s: %s",
         entry.model_id,
@@ -815,9 +1075,12 @@ def apply_results(
         and study.scoring_started_at == job.started_at
     )
     if mine:
+        was_scored = study.scored_at is not None
         study.ai_status = status
         study.ai_status_reason = reason[:_REASON_MAX]
-        if status == AIStatus.SCORED:
+        # Turnaround counts from the first result readers could see: a result
+        # reused unchanged (an early one confirmed) keeps its time.
+        if status == AIStatus.SCORED and (changed or not was_scored):
             study.scored_at = now
         study.version += 1
         study.save(
@@ -847,7 +1110,7 @@ def apply_results(
                     for f in o.findings
                     if f.probability >= f.threshold
                 ),
-                "amended": changed and study.scored_at is not None,
+                "amended": changed and was_scored,
             },
         )
     transaction.on_commit(partial(_announce_scored, study.pk, changed), robust=True)

@@ -52,11 +52,11 @@ class ScoringTask(DjangoTask[Any, Any]):
     time_limit=settings.RADTRIAGE_SCORE_TIME_LIMIT,
 )
 def score_study(study_id: int) -> None:
-    """Score a stable study with every enabled model (see services.score_study)."""
+    """Score a study, stable or early (see services.score_study)."""
     services.score_study(study_id, clock=timezone.now)
 
 
 @shared_task(ignore_result=True, max_retries=0)
 def sweep_stuck_scoring() -> None:
-    """Queue again stable studies stuck pending, queued or scoring (beat)."""
+    """Queue again stable studies whose scoring is stuck or was lost (beat)."""
     services.sweep_stuck_scoring(now=timezone.now())

@@ -24,7 +24,11 @@ from radtriage.env import (
     env_secret,
     env_str,
 )
-from triage.stability import DEFAULT_STABILITY_SECONDS, parse_stability_seconds
+from triage.stability import (
+    DEFAULT_HANDOVER_SECONDS,
+    DEFAULT_STABILITY_SECONDS,
+    parse_stability_seconds,
+)
 from worklist.alerts.rules import parse_escalation_minutes
 from worklist.priority import OrderPriority as PriorityOrder
 from worklist.priority import PatientClass as PriorityPatientClass
@@ -304,12 +308,20 @@ RADTRIAGE_DICOM_CALLING_AE_ALLOWLIST = env_list(
 )
 # Seconds without a new instance after which a study (or series) is stable,
 # per DICOM modality; "*" for the others.
+# A series whose study has moved on to another series is complete after this
+# much quiet, before its own quiet period (modalities send series in turn).
+RADTRIAGE_SERIES_HANDOVER_SECONDS = env_float(
+    "RADTRIAGE_SERIES_HANDOVER_SECONDS", DEFAULT_HANDOVER_SECONDS, minimum=0.0
+)
 try:
     RADTRIAGE_STABILITY = parse_stability_seconds(
-        env_str("RADTRIAGE_STABILITY_SECONDS", DEFAULT_STABILITY_SECONDS)
+        env_str("RADTRIAGE_STABILITY_SECONDS", DEFAULT_STABILITY_SECONDS),
+        handover_seconds=RADTRIAGE_SERIES_HANDOVER_SECONDS,
     )
 except ValueError as exc:
-    raise ImproperlyConfigured(f"RADTRIAGE_STABILITY_SECONDS: {exc}") from exc
+    raise ImproperlyConfigured(
+        f"RADTRIAGE_STABILITY_SECONDS or RADTRIAGE_SERIES_HANDOVER_SECONDS: {exc}"
+    ) from exc
 # STOW-RS on PostgreSQL stores this many instances of a request at once.
 RADTRIAGE_STOW_CONCURRENCY = env_int("RADTRIAGE_STOW_CONCURRENCY", 4, minimum=1)
 RADTRIAGE_WEB_HOST = env_str("RADTRIAGE_WEB_HOST", "127.0.0.1")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db import IntegrityError, connection
 
@@ -23,8 +24,8 @@ _INSTANCE = Instance._meta.db_table
 _PATIENT = Patient._meta.db_table
 _INSTANCE_COLUMNS = (
     "sop_instance_uid, series_id, sop_class_uid, transfer_syntax_uid,"
-    " instance_number, slice_position, rows, columns, storage_path, size_bytes,"
-    " sha256, received_at, replaced_at, replacement_count"
+    " instance_number, slice_position, rows, columns, pixel_layout, storage_path,"
+    " size_bytes, sha256, received_at, replaced_at, replacement_count"
 )
 
 _LOCK_ARRIVAL = (
@@ -38,7 +39,7 @@ _LOCK_ARRIVAL = (
 )
 _INSERT_INSTANCE = (
     f"INSERT INTO {_INSTANCE} ({_INSTANCE_COLUMNS})"  # noqa: S608
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, 0)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, 0)"
     " RETURNING id"
 )
 _COUNT_IN_SERIES = (
@@ -72,7 +73,8 @@ WITH study AS (
     INSERT INTO {_INSTANCE} ({_INSTANCE_COLUMNS})
     SELECT %(sop_uid)s, series.id, %(sop_class_uid)s, %(transfer_syntax_uid)s,
            %(instance_number)s, %(slice_position)s, %(rows)s, %(columns)s,
-           %(storage_path)s, %(size_bytes)s, %(sha256)s, %(now)s, NULL, 0
+           %(pixel_layout)s, %(storage_path)s, %(size_bytes)s, %(sha256)s,
+           %(now)s, NULL, 0
     FROM series
     WHERE NOT EXISTS (SELECT 1 FROM {_INSTANCE} WHERE sop_instance_uid = %(sop_uid)s)
     RETURNING id, series_id
@@ -139,6 +141,17 @@ def lock_arrival(header: InstanceHeader) -> Arrival | None:
     )
 
 
+_PIXEL_LAYOUT_FIELD = Instance._meta.get_field("pixel_layout")
+
+
+def pixel_layout_value(header: InstanceHeader) -> Any:
+    """The header's pixel layout as the database driver takes it (JSON)."""
+    layout = header.pixel_layout
+    return _PIXEL_LAYOUT_FIELD.get_db_prep_value(
+        layout.to_json() if layout is not None else None, connection
+    )
+
+
 def insert_instance(
     header: InstanceHeader,
     *,
@@ -149,7 +162,7 @@ def insert_instance(
     now: datetime,
 ) -> int:
     """Insert a new instance row; returns its ID."""
-    parameters: list[str | int | float | None] = [
+    parameters: list[Any] = [
         header.sop_instance_uid,
         series_id,
         header.sop_class_uid,
@@ -158,6 +171,7 @@ def insert_instance(
         header.slice_position,
         header.rows,
         header.columns,
+        pixel_layout_value(header),
         storage_path,
         size_bytes,
         sha256,
@@ -216,7 +230,7 @@ def record_next_instance(
         study or series, a known SOP instance UID, a stable study, another
         patient, a new modality): the caller then takes the general path.
     """
-    parameters = {
+    parameters: dict[str, Any] = {
         "study_uid": header.study_instance_uid,
         "series_uid": header.series_instance_uid,
         "sop_uid": header.sop_instance_uid,
@@ -230,6 +244,7 @@ def record_next_instance(
         "slice_position": header.slice_position,
         "rows": header.rows,
         "columns": header.columns,
+        "pixel_layout": pixel_layout_value(header),
         "storage_path": storage_path,
         "size_bytes": size_bytes,
         "sha256": sha256,

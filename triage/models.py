@@ -129,6 +129,10 @@ class Study(models.Model):
     last_instance_received_at = models.DateTimeField(null=True, blank=True)
     stable_at = models.DateTimeField(null=True, blank=True)
     scoring_queued_at = models.DateTimeField(null=True, blank=True)
+    # Equal to scoring_queued_at while the queued scoring is an early one: a
+    # series some model needs was complete before the study (triage.stability),
+    # so that run may claim the receiving study and score those models only.
+    early_scoring_queued_at = models.DateTimeField(null=True, blank=True)
     scoring_started_at = models.DateTimeField(null=True, blank=True)
     scored_at = models.DateTimeField(null=True, blank=True)
     first_opened_at = models.DateTimeField(null=True, blank=True)
@@ -221,6 +225,9 @@ class Instance(models.Model):
     slice_position = models.FloatField(null=True, blank=True)
     rows = models.PositiveIntegerField(null=True, blank=True)
     columns = models.PositiveIntegerField(null=True, blank=True)
+    # triage.pixels.PixelLayout as JSON: where the file's plain pixels are, so
+    # scoring reads them without parsing the file again. Null: decode with pydicom.
+    pixel_layout = models.JSONField(null=True, blank=True)
     # Relative to RADTRIAGE_STORAGE_DIR, so storage can move.
     storage_path = models.CharField(max_length=512)
     size_bytes = models.PositiveBigIntegerField()

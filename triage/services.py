@@ -47,6 +47,7 @@ from triage.stability import (
     becomes_stable,
     is_stable,
     split_modalities,
+    stable_by,
 )
 
 logger = logging.getLogger(__name__)
@@ -227,10 +228,17 @@ def record_instance(
         if arrival.instance_series_id != series_id:
             raise UidConflict("the instance was stored before under another series")
         instance_id = arrival.instance_id
+        layout = header.pixel_layout
         Instance.objects.filter(pk=instance_id).update(
             sha256=sha256,
             size_bytes=size_bytes,
             transfer_syntax_uid=header.transfer_syntax_uid,
+            # The new bytes may say other things than the old ones did.
+            instance_number=header.instance_number,
+            slice_position=header.slice_position,
+            rows=header.rows,
+            columns=header.columns,
+            pixel_layout=layout.to_json() if layout is not None else None,
             storage_path=storage_path,
             replaced_at=now,
             replacement_count=F("replacement_count") + 1,
@@ -475,9 +483,11 @@ def mark_stable_series(now: datetime, *, limit: int = 500) -> list[int]:
     """Declare stable every series that has been quiet long enough.
 
     The content-aware shortcut: a series the scoring needs may be complete while
-    its study still receives other series. ``series_stable`` is sent only for
-    such early series; in a study that is already stable, ``study_stable`` said
-    it all and the series is marked quietly. Run after
+    its study still receives other series, after its own modality's quiet
+    period or, once the study has moved on to another series, after the
+    handover grace (see ``triage.stability.stable_by``). ``series_stable`` is
+    sent only for such early series; in a study that is already stable,
+    ``study_stable`` said it all and the series is marked quietly. Run after
     :func:`mark_stable_studies`. Safe to run in several workers at once.
 
     Returns:
@@ -487,14 +497,20 @@ def mark_stable_series(now: datetime, *, limit: int = 500) -> list[int]:
     candidates = (
         Series.objects.filter(
             stable_at__isnull=True,
-            last_instance_received_at__lte=now - rules.shortest_quiet_period(),
+            last_instance_received_at__lte=now - rules.shortest_series_wait(),
         )
         .order_by("last_instance_received_at")
-        .values_list("pk", "modality", "last_instance_received_at")[:limit]
+        .values_list(
+            "pk",
+            "modality",
+            "last_instance_received_at",
+            # The study's last arrival is the latest of its series' ones.
+            "study__last_instance_received_at",
+        )[:limit]
     )
     marked: list[int] = []
-    for series_id, modality, last in candidates:
-        arrivals = Arrivals((modality,), last, None)
+    for series_id, modality, last, study_last in candidates:
+        arrivals = Arrivals((modality,), last, None, study_last)
         if is_stable(arrivals, rules, now) and mark_series_stable(series_id, now=now):
             marked.append(series_id)
     return marked
@@ -502,7 +518,7 @@ def mark_stable_series(now: datetime, *, limit: int = 500) -> list[int]:
 
 @transaction.atomic
 def mark_series_stable(series_id: int, *, now: datetime) -> bool:
-    """Declare one series stable if its own quiet period has passed.
+    """Declare one series stable if its quiet period or handover has passed.
 
     Once committed, sends ``series_stable`` when its study is still receiving.
 
@@ -519,21 +535,28 @@ def mark_series_stable(series_id: int, *, now: datetime) -> bool:
         return False
     rules: StabilityRules = settings.RADTRIAGE_STABILITY
     arrivals = Arrivals(
-        (series.modality,), series.last_instance_received_at, series.stable_at
+        (series.modality,),
+        series.last_instance_received_at,
+        series.stable_at,
+        series.study.last_instance_received_at,
     )
     if not becomes_stable(arrivals, rules, now):
         return False
     series.stable_at = now
     series.save(update_fields=["stable_at"])
     if series.study.stable_at is None:
+        why = stable_by(arrivals, rules, now)
         transaction.on_commit(
-            partial(_announce_stable_series, series.study_id, series.pk), robust=True
+            partial(_announce_stable_series, series.study_id, series.pk, str(why)),
+            robust=True,
         )
     return True
 
 
-def _announce_stable_series(study_id: int, series_id: int) -> None:
-    logger.info("series stable study_id=%s series_id=%s", study_id, series_id)
+def _announce_stable_series(study_id: int, series_id: int, why: str) -> None:
+    logger.info(
+        "series stable study_id=%s series_id=%s by=%s", study_id, series_id, why
+    )
     series_stable.send(sender=Series, study_id=study_id, series_id=series_id)
 
 

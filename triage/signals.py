@@ -16,8 +16,9 @@ study_stable = Signal()
 #: Something a reader sees of a study changed. ``study_id`` (int).
 study_changed = Signal()
 
-#: One series of a study has had no new instance for its quiet period, while the
-#: study as a whole may still be receiving: a model that needs only this series
-#: may score it now (and amend its result when ``study_stable`` follows).
+#: One series of a study is complete (no new instance for its quiet period, or
+#: handed over: the study moved on to another series; see triage.stability)
+#: while the study as a whole is still receiving: a model that needs only this
+#: series may score it now (and amend its result when ``study_stable`` follows).
 #: ``study_id`` and ``series_id`` (int). Sent once per stability of the series.
 series_stable = Signal()

@@ -3,10 +3,16 @@
 A modality sends a study as a burst of instances with no "end of study" marker,
 so RadTriage waits for a quiet period: a study is *stable* when no instance of
 it has arrived for N seconds, N depending on its modalities. A series is stable
-on the same rule applied to its own arrivals, so that a model needing only one
-series may start before the rest of the study (a dose report, a late
-reformat) has arrived; the study's stability still follows and the scoring
-issue amends its result then.
+on the same rule applied to its own arrivals (its own modality's period, which
+may be shorter than its study's), so that a model needing only one series may
+start before the rest of the study (a dose report, a late reformat) has
+arrived; the study's stability still follows and the scoring amends its result
+then.
+
+The content can tell more than the clock: modalities send series one after
+another, so once another series of the study has received instances after a
+series' last one, that series is complete after a short grace (the *handover*)
+rather than its full quiet period.
 
 Plain Python: no framework imports; the current time is always passed in.
 """
@@ -16,12 +22,26 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 #: Key of the quiet period used for modalities without their own entry.
 ANY_MODALITY = "*"
 
 #: Quiet periods (seconds) when RADTRIAGE_STABILITY_SECONDS is not set.
 DEFAULT_STABILITY_SECONDS = "CT=10,MR=30,CR=5,DX=5,*=15"
+
+#: Handover grace (seconds) when RADTRIAGE_SERIES_HANDOVER_SECONDS is not set.
+DEFAULT_HANDOVER_SECONDS = 2.0
+
+
+class StableBy(StrEnum):
+    """Why a study or series is stable."""
+
+    #: Nothing arrived for its modality's quiet period.
+    QUIET = "quiet"
+    #: A series: another series of its study received instances after its last
+    #: one, and it has been quiet for the handover grace.
+    HANDOVER = "handover"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +51,14 @@ class StabilityRules:
     Attributes:
         by_modality: (DICOM Modality, seconds) pairs, modality in upper case.
         default_seconds: quiet period of modalities not listed, in seconds.
+        handover_seconds: quiet time after which a series is complete once
+            its study has moved on to another series, in seconds. At or above
+            the quiet periods it never shortens them.
     """
 
     by_modality: tuple[tuple[str, float], ...]
     default_seconds: float
+    handover_seconds: float = DEFAULT_HANDOVER_SECONDS
 
     def quiet_seconds(self, modality: str) -> float:
         """Seconds without arrivals after which a ``modality`` series is stable."""
@@ -59,18 +83,32 @@ class StabilityRules:
         seconds = [s for _, s in self.by_modality]
         return timedelta(seconds=min([*seconds, self.default_seconds]))
 
+    def shortest_series_wait(self) -> timedelta:
+        """The least quiet time after which a series may be stable: the series
+        sweep's first cut (the handover grace or the shortest quiet period)."""
+        handover = timedelta(seconds=self.handover_seconds)
+        return min(handover, self.shortest_quiet_period())
 
-def parse_stability_seconds(text: str) -> StabilityRules:
+
+def parse_stability_seconds(
+    text: str, *, handover_seconds: float = DEFAULT_HANDOVER_SECONDS
+) -> StabilityRules:
     """Parse ``"CT=10,MR=30,*=15"`` into rules.
 
     Args:
         text: comma-separated ``MODALITY=SECONDS`` pairs; ``*`` names the
             default for other modalities (15 s when absent). Seconds are
             non-negative numbers.
+        handover_seconds: the series handover grace, in seconds (0 to 86400).
 
     Raises:
-        ValueError: an entry is malformed, negative or repeated.
+        ValueError: an entry is malformed, negative or repeated, or the
+            handover grace is out of range.
     """
+    if not 0 <= handover_seconds < 86400:
+        raise ValueError(
+            f"handover seconds out of range (0 to 86400): {handover_seconds}"
+        )
     pairs: dict[str, float] = {}
     for raw in text.split(","):
         entry = raw.strip()
@@ -92,7 +130,7 @@ def parse_stability_seconds(text: str) -> StabilityRules:
             raise ValueError(f"{modality} is given twice")
         pairs[modality] = seconds
     default = pairs.pop(ANY_MODALITY, 15.0)
-    return StabilityRules(tuple(sorted(pairs.items())), default)
+    return StabilityRules(tuple(sorted(pairs.items())), default, handover_seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,23 +141,47 @@ class Arrivals:
         modalities: DICOM modalities of its instances (one for a series).
         last_instance_received_at: when its latest instance arrived (aware).
         stable_at: when it was last declared stable, None while receiving.
+        study_last_instance_received_at: for a series, when the latest
+            instance of its whole study arrived (aware): later than its own
+            last one means another series has received since. None for a
+            study.
     """
 
     modalities: tuple[str, ...]
     last_instance_received_at: datetime | None
     stable_at: datetime | None
+    study_last_instance_received_at: datetime | None = None
 
 
-def is_stable(arrivals: Arrivals, rules: StabilityRules, now: datetime) -> bool:
-    """Whether the quiet period has passed since the last arrival.
+def stable_by(
+    arrivals: Arrivals, rules: StabilityRules, now: datetime
+) -> StableBy | None:
+    """Why it is stable at ``now``, or None while it may still be receiving.
 
-    A study (or series) that never received an instance is not stable: there is
-    nothing to score.
+    Quiet for its modalities' period; or, for a series, handed over: another
+    series of the study has received since its last instance and it has been
+    quiet for the handover grace. A study (or series) that never received an
+    instance is not stable: there is nothing to score.
     """
     last = arrivals.last_instance_received_at
     if last is None:
-        return False
-    return now - last >= rules.quiet_period(arrivals.modalities)
+        return None
+    quiet = now - last
+    if quiet >= rules.quiet_period(arrivals.modalities):
+        return StableBy.QUIET
+    study_last = arrivals.study_last_instance_received_at
+    if (
+        study_last is not None
+        and study_last > last
+        and quiet >= timedelta(seconds=rules.handover_seconds)
+    ):
+        return StableBy.HANDOVER
+    return None
+
+
+def is_stable(arrivals: Arrivals, rules: StabilityRules, now: datetime) -> bool:
+    """Whether it is stable at ``now`` (see :func:`stable_by`)."""
+    return stable_by(arrivals, rules, now) is not None
 
 
 def becomes_stable(arrivals: Arrivals, rules: StabilityRules, now: datetime) -> bool:

@@ -89,9 +89,13 @@ def main() -> int:
     assert entry.loaded is not None
     session = runtime.get_session(entry.loaded.manifest, entry.loaded.model_path)
     storage = Path(os.environ["RADTRIAGE_STORAGE_DIR"])
+    # As the scorer reads them: with the pixel layout ingest recorded.
     refs = [
-        preprocess.SliceRef(i.pk, storage / i.storage_path)
-        for i in Instance.objects.filter(series__study_id=study_id)
+        preprocess.SliceRef(r.pk, r.path, r.layout, r.order, r.sop_instance_uid)
+        for r in (
+            services.InstanceRef.of(row, storage)
+            for row in Instance.objects.filter(series__study_id=study_id)
+        )
     ]
     ready = preprocess.read_series(refs, entry.loaded.manifest.input.pixel_space).pixels
 

@@ -17,6 +17,7 @@ from pydicom.uid import (
 
 from inference import manifest as mf
 from inference import preprocess as pp
+from triage.ingest.header import read_header
 from triage.synthetic import make_ct_head_study, make_radiograph_study
 
 
@@ -81,6 +82,71 @@ def test_undecodable_pixels_are_a_typed_error(tmp_path: Path) -> None:
     refs[0].path.write_bytes(b"not dicom at all" * 20)
     with pytest.raises(pp.UndecodablePixels, match="cannot be read"):
         pp.read_series(refs, mf.PixelSpace.HU)
+
+
+def recorded(refs: list[pp.SliceRef]) -> list[pp.SliceRef]:
+    """The refs as scoring builds them from what ingest recorded."""
+    out = []
+    for ref in refs:
+        header = read_header(ref.path.read_bytes())
+        order = header.slice_position
+        if order is None and header.instance_number is not None:
+            order = float(header.instance_number)
+        out.append(
+            pp.SliceRef(
+                ref.key, ref.path, header.pixel_layout, order, header.sop_instance_uid
+            )
+        )
+    return out
+
+
+@pytest.mark.parametrize("space", [mf.PixelSpace.HU, mf.PixelSpace.PRESENTATION])
+def test_recorded_layouts_read_exactly_what_pydicom_decodes(
+    tmp_path: Path, space: mf.PixelSpace
+) -> None:
+    ct = make_ct_head_study(3, slices=6, size=64)
+    shuffled = [ct.datasets[i] for i in (4, 0, 5, 2, 1, 3)]
+    # Radiographs: 12 bits stored in 16, MONOCHROME1, slope and intercept.
+    xr = make_radiograph_study(5, modality="CR", size=(64, 48))
+    for name, datasets in (("ct", shuffled), ("xr", list(xr.datasets))):
+        refs = write(datasets, tmp_path / name)
+        fast = recorded(refs)
+        assert all(ref.layout is not None for ref in fast)
+        decoded = pp.read_series(refs, space)
+        laid_out = pp.read_series(fast, space)
+        np.testing.assert_array_equal(laid_out.pixels, decoded.pixels)
+        assert laid_out.keys == decoded.keys
+        assert laid_out.sop_instance_uids == decoded.sop_instance_uids
+
+
+def test_stored_bits_are_masked_or_sign_extended_like_pydicom() -> None:
+    unsigned = np.array([0x0FFF, 0xF001, 0x0800], dtype="<u2")
+    signed = np.array([0x0FFF, 0x0801, 0x7FF], dtype="<u2").view("<i2")
+    np.testing.assert_array_equal(pp._stored_bits(unsigned, 12), [4095, 1, 2048])
+    np.testing.assert_array_equal(pp._stored_bits(signed, 12), [-1, -2047, 2047])
+
+
+def test_a_file_shorter_than_its_recorded_layout_is_undecodable(
+    tmp_path: Path,
+) -> None:
+    refs = recorded(
+        write(list(make_ct_head_study(6, slices=2, size=64).datasets), tmp_path)
+    )
+    data = refs[1].path.read_bytes()
+    refs[1].path.write_bytes(data[:-100])
+    with pytest.raises(pp.UndecodablePixels, match="image 2 is shorter"):
+        pp.read_series(refs, mf.PixelSpace.HU)
+
+
+def test_recorded_slices_of_different_sizes_are_undecodable(tmp_path: Path) -> None:
+    small = write(
+        list(make_ct_head_study(6, slices=1, size=64).datasets), tmp_path / "a"
+    )
+    large = write(
+        list(make_ct_head_study(7, slices=1, size=96).datasets), tmp_path / "b"
+    )
+    with pytest.raises(pp.UndecodablePixels, match="the series is"):
+        pp.read_series(recorded(small + large), mf.PixelSpace.HU)
 
 
 def test_a_missing_file_is_a_storage_error(tmp_path: Path) -> None:
@@ -159,4 +225,5 @@ def test_the_heatmap_overlay_is_a_png_of_the_slice() -> None:
     assert decoded.shape == (256, 256, 3)
     # Hot where the heatmap is, plain grey far from it.
     assert decoded[72, 200].tolist() != decoded[200, 40].tolist()
-    assert decoded[200, 40].tolist() == [127, 127, 127]
+    # Mid-grey: 40 HU is the centre of the 40/80 window (127.5, rounded).
+    assert decoded[200, 40].tolist() == [128, 128, 128]

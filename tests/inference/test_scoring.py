@@ -83,6 +83,8 @@ def test_a_head_ct_with_a_bleed_gets_an_explained_positive_finding(
     assert bleed.ai_status == AIStatus.SCORED
     assert bleed.scoring_started_at is not None
     assert bleed.scored_at is not None
+    scored = StudyEvent.objects.get(study=bleed, kind="scored")
+    assert scored.detail["amended"] is False  # a first result amends nothing
     finding = Finding.objects.live().get(study=bleed, code="ICH")
     assert finding.positive
     assert finding.probability >= finding.threshold == 0.5

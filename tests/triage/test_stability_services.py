@@ -195,6 +195,31 @@ def test_a_quiet_series_is_announced_before_its_study_is_stable(
     assert not Series.objects.filter(stable_at__isnull=True).exists()
 
 
+def test_a_series_is_handed_over_once_its_study_moves_on_to_another(
+    announced: list[tuple[str, dict[str, Any]]], sweep: Callable[[float], list[int]]
+) -> None:
+    axial = ct_study(slices=2)
+    store_instance(encode(axial.datasets[0]), now=at(0))
+    store_instance(encode(axial.datasets[1]), now=at(1))
+    reformat = modified(
+        axial.datasets[0], SeriesInstanceUID=new_uid(), SOPInstanceUID=new_uid()
+    )
+    store_instance(reformat, now=at(2))
+
+    sweep(2.9)  # the axial series is quiet for 1.9 s only
+    assert not [name for name, _ in announced if name == "series_stable"]
+    sweep(3)  # 2 s quiet, and the study moved on: complete, 7 s before CT's 10
+    axial_series = Series.objects.get(series_instance_uid=axial.series_instance_uid)
+    assert axial_series.stable_at == at(3)
+    assert [args for name, args in announced if name == "series_stable"] == [
+        {"study_id": axial_series.study_id, "series_id": axial_series.pk}
+    ]
+    # The last series has nothing after it: it waits its quiet period, as the
+    # study does.
+    assert Series.objects.filter(stable_at__isnull=True).count() == 1
+    assert Study.objects.get().stable_at is None
+
+
 def test_a_late_instance_reopens_its_series() -> None:
     study = ct_study(slices=2)
     store_instance(encode(study.datasets[0]), now=at(0))

@@ -42,6 +42,7 @@ from triage.ingest.errors import (
     UnsupportedTransferSyntax,
 )
 from triage.ingest.part10 import dataset_offset
+from triage.pixels import PixelLayout, native_layout
 
 # PS3.5 9.1: digits in dot-separated components, no leading zeros, at most 64.
 _UID_PATTERN = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
@@ -91,6 +92,12 @@ _READ_KEYWORDS = (
     "Rows",
     "Columns",
     "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+    "PhotometricInterpretation",
+    "RescaleSlope",
+    "RescaleIntercept",
     "SamplesPerPixel",
     "NumberOfFrames",
     "RequestedProcedurePriority",
@@ -132,6 +139,7 @@ class InstanceHeader:
     rows: int | None
     columns: int | None
     requested_procedure_priority: str
+    pixel_layout: PixelLayout | None = None
 
 
 def is_valid_uid(value: str) -> bool:
@@ -195,6 +203,38 @@ def _header(dataset: Dataset, transfer_syntax_uid: str) -> InstanceHeader:
         requested_procedure_priority=_text(
             dataset, "RequestedProcedurePriority", 16
         ).upper(),
+        pixel_layout=_pixel_layout(dataset, transfer_syntax_uid),
+    )
+
+
+_PLAIN_LITTLE_ENDIAN = frozenset({ExplicitVRLittleEndian, ImplicitVRLittleEndian})
+
+
+def _pixel_layout(dataset: Dataset, transfer_syntax_uid: str) -> PixelLayout | None:
+    """Where the pixel values lie in the stream, for scoring to read them directly.
+
+    The offset is the raw element's position in the Part 10 stream, which is the
+    stored file byte for byte.
+    """
+    element = _element(dataset, _PIXEL_DATA)
+    raw = element if isinstance(element, RawDataElement) else None
+    slope = _numbers(dataset, "RescaleSlope")
+    intercept = _numbers(dataset, "RescaleIntercept")
+    return native_layout(
+        little_endian_uncompressed=transfer_syntax_uid in _PLAIN_LITTLE_ENDIAN,
+        pixel_offset=raw.value_tell if raw is not None else None,
+        pixel_length=raw.length if raw is not None else None,
+        rows=_int(dataset, "Rows"),
+        columns=_int(dataset, "Columns"),
+        bits_allocated=_int(dataset, "BitsAllocated"),
+        bits_stored=_int(dataset, "BitsStored"),
+        high_bit=_int(dataset, "HighBit"),
+        pixel_representation=_int(dataset, "PixelRepresentation"),
+        samples_per_pixel=_int(dataset, "SamplesPerPixel"),
+        number_of_frames=_int(dataset, "NumberOfFrames"),
+        photometric=_string(dataset, "PhotometricInterpretation").upper(),
+        slope=slope[0] if slope else None,
+        intercept=intercept[0] if intercept else None,
     )
 
 
