@@ -341,28 +341,33 @@ def enqueue_scoring(study_id: int, *, now: datetime) -> str | None:
     if study is None or study.stable_at is None:
         return None
     queue = scoring_queue(study.patient_class, study.order_priority)
+    _mark_queued(study, queue, now)
+    return queue
+
+
+def _mark_queued(
+    study: Study, queue: str, now: datetime, *, early_series_id: int | None = None
+) -> None:
+    """Set a locked study "queued", record it, and send the task once committed.
+
+    With ``early_series_id`` the run is an early one, for that complete series.
+    """
     study.ai_status = AIStatus.QUEUED
     study.ai_status_reason = ""
     study.scoring_queued_at = now
     study.version += 1
-    study.save(
-        update_fields=[
-            "ai_status",
-            "ai_status_reason",
-            "scoring_queued_at",
-            "version",
-            "updated_at",
-        ]
-    )
+    fields = ["ai_status", "ai_status_reason", "scoring_queued_at", "version"]
+    detail: dict[str, Any] = {"queue": queue}
+    if early_series_id is not None:
+        study.early_scoring_queued_at = now
+        fields.append("early_scoring_queued_at")
+        detail |= {"early": True, "series_id": early_series_id}
+    study.save(update_fields=[*fields, "updated_at"])
     StudyEvent.objects.create(
-        study=study,
-        kind=StudyEvent.Kind.SCORING_QUEUED,
-        at=now,
-        detail={"queue": queue},
+        study=study, kind=StudyEvent.Kind.SCORING_QUEUED, at=now, detail=detail
     )
     transaction.on_commit(partial(_send_score_task, study.pk, queue), robust=True)
     transaction.on_commit(partial(_announce_changed, study.pk), robust=True)
-    return queue
 
 
 def _announce_changed(study_id: int) -> None:
@@ -412,29 +417,7 @@ def _queue_early(study_id: int, series_id: int, now: datetime) -> str | None:
     ):
         return None
     queue = scoring_queue(study.patient_class, study.order_priority)
-    study.ai_status = AIStatus.QUEUED
-    study.ai_status_reason = ""
-    study.scoring_queued_at = now
-    study.early_scoring_queued_at = now
-    study.version += 1
-    study.save(
-        update_fields=[
-            "ai_status",
-            "ai_status_reason",
-            "scoring_queued_at",
-            "early_scoring_queued_at",
-            "version",
-            "updated_at",
-        ]
-    )
-    StudyEvent.objects.create(
-        study=study,
-        kind=StudyEvent.Kind.SCORING_QUEUED,
-        at=now,
-        detail={"queue": queue, "early": True, "series_id": series_id},
-    )
-    transaction.on_commit(partial(_send_score_task, study.pk, queue), robust=True)
-    transaction.on_commit(partial(_announce_changed, study.pk), robust=True)
+    _mark_queued(study, queue, now, early_series_id=series_id)
     return queue
 
 
@@ -926,28 +909,50 @@ def _heatmap_pool() -> ThreadPoolExecutor:
         return _heatmap_executor
 
 
-def _write_heatmap(
-    study_id: int, result_pk: int, code: str, rendering: Future[bytes]
-) -> str:
-    """Write a finding's heatmap overlay; "" when it could not be drawn (the
-    finding stands without its picture)."""
-    try:
-        png = rendering.result()
-    except Exception:
-        logger.exception("heatmap overlay failed study_id=%s", study_id)
-        return ""
-    relative = Path(HEATMAP_DIR) / str(study_id) / f"{result_pk}-{code}.png"
-    target = Path(settings.RADTRIAGE_STORAGE_DIR) / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as stream:
-        stream.write(png)
-    Path(tmp).replace(target)
-    return str(relative)
+@dataclass(frozen=True, slots=True)
+class _PendingHeatmap:
+    """A finding's heatmap overlay still being drawn, and where it goes."""
+
+    finding_code: str
+    result_pk: int
+    relative_path: str
+    rendering: Future[bytes]
 
 
-def _record_outcome(job: ScoringJob, outcome: ModelOutcome, now: datetime) -> None:
-    """Store one model's result and findings; supersede its older results."""
+def _heatmap_path(study_id: int, result_pk: int, code: str) -> str:
+    return str(Path(HEATMAP_DIR) / str(study_id) / f"{result_pk}-{code}.png")
+
+
+def _write_heatmaps(pending: list[_PendingHeatmap], study_id: int) -> None:
+    """Write the overlays once drawn; a finding whose overlay failed stands
+    without its picture."""
+    root = Path(settings.RADTRIAGE_STORAGE_DIR)
+    for item in pending:
+        try:
+            png = item.rendering.result()
+        except Exception:
+            logger.exception("heatmap overlay failed study_id=%s", study_id)
+            Finding.objects.filter(
+                result_id=item.result_pk, code=item.finding_code
+            ).update(heatmap_path="")
+            continue
+        target = root / item.relative_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(png)
+        Path(tmp).replace(target)
+
+
+def _record_outcome(
+    job: ScoringJob, outcome: ModelOutcome, now: datetime
+) -> list[_PendingHeatmap]:
+    """Store one model's result and findings; supersede its older results.
+
+    Returns:
+        The findings' heatmap overlays still being drawn: the caller writes
+        them last, so the drawing overlaps the database work.
+    """
     entry = outcome.entry
     if outcome.reused:
         ScoreResult.objects.filter(
@@ -964,7 +969,7 @@ def _record_outcome(job: ScoringJob, outcome: ModelOutcome, now: datetime) -> No
             result__model_id=entry.pk,
             result__instance_set=outcome.instance_set,
         ).update(shadow=entry.mode == ModelMode.SHADOW)
-        return
+        return []
     manifest = entry.loaded.manifest if entry.loaded else None
     previous = (
         ScoreResult.objects.select_for_update()
@@ -1004,6 +1009,17 @@ def _record_outcome(job: ScoringJob, outcome: ModelOutcome, now: datetime) -> No
         result.save(update_fields=["supersedes"])
     if not created:
         result.findings.all().delete()
+    pending = [
+        _PendingHeatmap(
+            f.code,
+            result.pk,
+            _heatmap_path(job.study_id, result.pk, f.code),
+            f.heatmap_png,
+        )
+        for f in outcome.findings
+        if f.heatmap_png is not None
+    ]
+    drawn = {item.finding_code: item.relative_path for item in pending}
     Finding.objects.bulk_create(
         Finding(
             result=result,
@@ -1019,11 +1035,7 @@ def _record_outcome(job: ScoringJob, outcome: ModelOutcome, now: datetime) -> No
             key_sop_instance_uid=f.key_sop_instance_uid,
             key_slice_index=f.key_index,
             slice_probabilities=f.slice_probabilities,
-            heatmap_path=(
-                _write_heatmap(job.study_id, result.pk, f.code, f.heatmap_png)
-                if f.heatmap_png is not None
-                else ""
-            ),
+            heatmap_path=drawn.get(f.code, ""),
             created_at=now,
         )
         for f in outcome.findings
@@ -1035,6 +1047,7 @@ def _record_outcome(job: ScoringJob, outcome: ModelOutcome, now: datetime) -> No
         job.study_id,
         outcome.status,
     )
+    return pending
 
 
 @transaction.atomic
@@ -1049,8 +1062,11 @@ def apply_results(
     applicable; the reason names each model's trouble. A study queued again
     while this run was going (it grew) keeps its new status.
     """
-    for outcome in outcomes:
-        _record_outcome(job, outcome, now)
+    pending = [
+        heatmap
+        for outcome in outcomes
+        for heatmap in _record_outcome(job, outcome, now)
+    ]
     study = Study.objects.select_for_update().filter(pk=job.study_id).first()
     if study is None:
         return
@@ -1113,6 +1129,9 @@ def apply_results(
                 "amended": changed and was_scored,
             },
         )
+    # Last, so the overlays were drawn while the rows above were written; still
+    # inside the transaction: a committed finding's picture is on disk.
+    _write_heatmaps(pending, job.study_id)
     transaction.on_commit(partial(_announce_scored, study.pk, changed), robust=True)
 
 

@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import cv2
 import numpy as np
@@ -296,3 +297,19 @@ def test_heatmap_is_brightest_near_the_bleed(bleed: Study, storage_dir: Path) ->
     scale = png.shape[0] / 256
     distance = np.hypot(row - truth.centre_row * scale, col - truth.centre_col * scale)
     assert distance < 0.25 * png.shape[0]
+
+
+def test_a_heatmap_that_cannot_be_drawn_leaves_the_finding_without_a_picture(
+    bleed: Study, storage_dir: Path
+) -> None:
+    with mock.patch(
+        "inference.preprocess.heatmap_overlay_png",
+        side_effect=ValueError("PNG encoding failed"),
+    ):
+        assert score(bleed)
+    bleed.refresh_from_db()
+    assert bleed.ai_status == AIStatus.SCORED
+    finding = Finding.objects.live().get(study=bleed, code="ICH")
+    assert finding.positive
+    assert finding.heatmap_path == ""
+    assert not (storage_dir / services.HEATMAP_DIR).exists()
