@@ -23,7 +23,7 @@ from typing import Any
 import pydicom
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import OperationalError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import F, Q
 
 from inference import manifest as mf
@@ -997,9 +997,14 @@ def _record_outcome(
         "is_current": True,
         "scored_at": now,
     }
+    result: ScoreResult | None = None
     if outcome.known_new:
-        result, created = ScoreResult.objects.create(**key, **values), True
-    else:
+        try:
+            with transaction.atomic():
+                result, created = ScoreResult.objects.create(**key, **values), True
+        except IntegrityError:
+            pass  # a run beside this one stored the same result just now
+    if result is None:
         result, created = ScoreResult.objects.update_or_create(**key, defaults=values)
     ScoreResult.objects.filter(study_id=job.study_id, model_id=entry.pk).exclude(
         pk=result.pk

@@ -313,3 +313,26 @@ def test_a_heatmap_that_cannot_be_drawn_leaves_the_finding_without_a_picture(
     assert finding.positive
     assert finding.heatmap_path == ""
     assert not (storage_dir / services.HEATMAP_DIR).exists()
+
+
+def test_two_runs_storing_the_same_result_at_once_both_succeed(bleed: Study) -> None:
+    # Run A decided its result row is new; run B stores the same one first.
+    job = services._claim(bleed.pk, timezone.now())
+    assert job is not None
+    decoded: dict[Any, Any] = {}
+    outcomes = [
+        services._score_with(job, entry, decoded)
+        for entry in services.registry()
+        if entry.mode != ModelMode.DISABLED
+    ]
+    assert any(o.known_new for o in outcomes)
+    Study.objects.filter(pk=bleed.pk).update(ai_status=AIStatus.QUEUED)
+    assert score(bleed)
+
+    services.apply_results(job, outcomes, now=timezone.now())
+
+    bleed.refresh_from_db()
+    assert bleed.ai_status == AIStatus.SCORED
+    ich = ScoreResult.objects.filter(study=bleed, model__model_id="demo-ich-ct")
+    assert ich.count() == 1
+    assert Finding.objects.live().filter(study=bleed, code="ICH").count() == 1
