@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 import requests
@@ -35,6 +36,7 @@ from tests.triage.dicom_data import (
     pydicom_file_name,
     pydicom_test_files,
 )
+from triage.pixels import PixelLayout
 from triage.synthetic import SyntheticStudy, write_study
 
 pytest_plugins = ["tests.integration.dicom_peers"]
@@ -90,6 +92,26 @@ def test_storescu_stores_a_study_twice_without_duplicates(
             )
         )
         assert kept.PixelData == sent.PixelData
+    # Both ingest paths on PostgreSQL (the first instance of a series and the
+    # one-statement rest) record where each file's pixels are, for scoring.
+    layouts = query(
+        database_url, "SELECT storage_path, pixel_layout FROM triage_instance"
+    )
+    assert len(layouts) == len(paths)
+    for storage_path, stored in layouts:
+        layout = PixelLayout.from_json(stored)
+        assert layout is not None
+        path = listener.storage_dir / str(storage_path)
+        values = np.fromfile(
+            path,
+            dtype=layout.sample_type,
+            count=layout.rows * layout.columns,
+            offset=layout.offset,
+        )
+        np.testing.assert_array_equal(
+            values.reshape(layout.rows, layout.columns),
+            pydicom.dcmread(path).pixel_array,
+        )
     assert "Traceback" not in listener.process.log_text()
 
 
