@@ -278,6 +278,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": env_float("RADTRIAGE_ALERT_SWEEP_SECONDS", 15.0, minimum=0.5),
         "options": {"queue": "urgent", "expires": 60.0},
     },
+    "audit-storage": {
+        "task": "triage.tasks.audit_storage",
+        "schedule": 3600.0
+        * env_float("RADTRIAGE_STORAGE_AUDIT_HOURS", 24.0, minimum=0.1),
+        "options": {"queue": "routine", "expires": 3600.0},
+    },
     "sweep-stability": {
         "task": "triage.tasks.sweep_stability",
         "schedule": RADTRIAGE_STABILITY_SWEEP_SECONDS,

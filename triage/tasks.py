@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 from celery import Task, shared_task
+from django.conf import settings
 from django.utils import timezone
 
 from triage import services
+from triage.ingest import audit
 
 
 @shared_task(bind=True, ignore_result=True)
@@ -25,3 +29,14 @@ def sweep_stability() -> None:
     now = timezone.now()
     services.mark_stable_studies(now)
     services.mark_stable_series(now)
+
+
+@shared_task(ignore_result=True, max_retries=0)
+def audit_storage() -> None:
+    """Remove stored files no instance is recorded with (beat, daily)."""
+    audit.audit_storage(
+        settings.RADTRIAGE_STORAGE_DIR,
+        older_than_seconds=3600.0,
+        now=time.time(),
+        remove=True,
+    )
