@@ -29,6 +29,7 @@ from tests.triage.dicom_data import (
 )
 from triage import services
 from triage.ingest import core, part10, storage
+from triage.ingest import header as header_module
 from triage.ingest.errors import (
     IngestError,
     InstanceTooLarge,
@@ -374,7 +375,7 @@ def test_a_resent_instance_whose_file_was_damaged_is_written_again(
 def test_a_storage_failure_leaves_no_row(
     monkeypatch: pytest.MonkeyPatch, storage_dir: Path
 ) -> None:
-    def full_disk(root: Path, data: bytes) -> Path:
+    def full_disk(root: Path, data: bytes, **_: object) -> Path:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(core, "write_incoming", full_disk)
@@ -384,6 +385,32 @@ def test_a_storage_failure_leaves_no_row(
     assert not Instance.objects.exists()
     assert not Study.objects.exists()
     assert files_under(storage_dir) == []
+
+
+def test_the_write_begins_before_the_header_is_parsed(
+    monkeypatch: pytest.MonkeyPatch, storage_dir: Path
+) -> None:
+    events: list[str] = []
+    real_write = storage.write_incoming
+    real_read = header_module.read_header
+
+    def write(root: Path, data: bytes, *, started: Any) -> Path:
+        def note() -> None:
+            events.append("write")
+            started()
+
+        return real_write(root, data, started=note)
+
+    def read_header(data: bytes) -> Any:
+        events.append("parse")
+        return real_read(data)
+
+    monkeypatch.setattr(core, "_START_WAIT_SECONDS", 10.0)  # no timing luck
+    monkeypatch.setattr(core, "write_incoming", write)
+    monkeypatch.setattr(core, "read_header", read_header)
+
+    assert store(encode(ct_study().datasets[0])).result is StoreResult.STORED
+    assert events == ["write", "parse"]
 
 
 @pytest.mark.parametrize(

@@ -125,6 +125,22 @@ def test_the_listener_outlives_garbage_on_its_port(
     assoc.release()
 
 
+def test_an_aborted_association_leaves_the_listener_serving(
+    listener: ThreadedAssociationServer,
+) -> None:
+    study = ct_study(slices=2)
+    first = associate(listener)
+    assert status_of(first, study.datasets[0]) == 0x0000
+    first.abort()
+
+    second = associate(listener)
+    assert status_of(second, study.datasets[1]) == 0x0000
+    assert second.send_c_echo().Status == 0x0000
+    second.release()
+    assert second.is_released
+    assert Instance.objects.count() == 2
+
+
 def test_only_allowed_calling_ae_titles_may_associate(
     settings: Any,
 ) -> None:

@@ -255,7 +255,8 @@ def _read_dataset(data: bytes) -> Dataset:
 def _check_complete(dataset: Dataset) -> None:
     # pydicom quietly keeps a short last value. A stream cut short ends inside
     # its last element (the highest tag), so that is the one to measure.
-    last = _element(dataset, max(dataset.keys()))
+    # key=int: compared in C, not by pydicom's Tag.__gt__ (dozens per instance).
+    last = _element(dataset, max(dataset.keys(), key=int))
     if (
         isinstance(last, RawDataElement)
         and last.length != _UNDEFINED_LENGTH
@@ -358,7 +359,17 @@ def _int(dataset: Dataset, keyword: str) -> int | None:
     if element is None:
         return None
     try:
-        if _VR_OF[keyword] == "US":  # binary: let pydicom mind the byte order
+        if _VR_OF[keyword] == "US":
+            if (
+                isinstance(element, RawDataElement)
+                and isinstance(element.value, bytes)
+                and len(element.value) == 2
+            ):
+                # One value as read: many times cheaper than pydicom's conversion.
+                if element.is_little_endian:
+                    return int.from_bytes(element.value, "little")
+                return int.from_bytes(element.value, "big")
+            # Binary, several values or converted already: pydicom minds those.
             value = dataset[_TAGS[keyword]].value
             return None if value in (None, "") else int(value)
         text = _string(dataset, keyword).split("\\")[0].strip()

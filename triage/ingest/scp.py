@@ -17,19 +17,15 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 from pynetdicom import AE, AllStoragePresentationContexts, evt
-from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from pynetdicom.transport import (
-    AssociationSocket,
-    RequestHandler,
-    ThreadedAssociationServer,
-)
+from pynetdicom.transport import ThreadedAssociationServer
 
 from triage.ingest.core import store_dataset
 from triage.ingest.errors import IngestError
 from triage.ingest.header import STORAGE_SOP_CLASSES, SUPPORTED_TRANSFER_SYNTAXES
 from triage.ingest.storage import sweep_incoming
+from triage.ingest.transport import tune_server
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +33,6 @@ SUCCESS = 0x0000
 PROCESSING_FAILURE = 0x0110
 _C_STORE_RQ = 0x0001  # Command Field (PS3.7 E.1)
 
-# pynetdicom's reactor threads sleep this long (default 1 ms) whenever they find
-# no work, which adds up to a millisecond to every instance's round trip.
-_REACTOR_IDLE_SECONDS = 0.0002
 # No write in flight takes an hour: older temporaries were left by a crash.
 _STALE_TEMPORARY_SECONDS = 3600.0
 
@@ -51,14 +44,15 @@ def handle_store(event: evt.Event) -> int:
         request = event.request
         if not isinstance(request, C_STORE) or not isinstance(request.DataSet, BytesIO):
             raise TypeError("C-STORE without a data set")
-        dataset = request.DataSet
-        outcome = store_dataset(
-            dataset.getvalue(),
-            sop_class_uid=str(request.AffectedSOPClassUID),
-            sop_instance_uid=str(request.AffectedSOPInstanceUID),
-            transfer_syntax_uid=str(event.context.transfer_syntax),
-            now=timezone.now(),
-        )
+        # A view, not getvalue(): the file meta is joined to it in one copy.
+        with request.DataSet.getbuffer() as dataset:
+            outcome = store_dataset(
+                dataset,
+                sop_class_uid=str(request.AffectedSOPClassUID),
+                sop_instance_uid=str(request.AffectedSOPInstanceUID),
+                transfer_syntax_uid=str(event.context.transfer_syntax),
+                now=timezone.now(),
+            )
     except IngestError as exc:
         logger.warning(
             "C-STORE from %s refused (%s, status 0x%04X): %s",
@@ -137,45 +131,6 @@ HANDLERS: list[evt.EventHandlerType] = [
 ]
 
 
-class _Socket(AssociationSocket):
-    """pynetdicom's socket, reading each PDU with a few large reads.
-
-    The stock ``recv`` reads 4 KiB at a time: over a hundred system calls and
-    buffer copies for one 512 x 512 CT slice.
-    """
-
-    def recv(self, nr_bytes: int) -> bytearray:
-        raw = self.socket
-        if raw is None:
-            return bytearray()
-        buffer = bytearray(nr_bytes)
-        view = memoryview(buffer)
-        received = 0
-        while received < nr_bytes:
-            count = raw.recv_into(view[received:], nr_bytes - received)
-            if count == 0:  # the peer closed: what came so far, as pynetdicom does
-                view.release()
-                del buffer[received:]
-                return buffer
-            received += count
-        view.release()
-        return buffer
-
-
-class _RequestHandler(RequestHandler):
-    """Sets up each accepted association for throughput (see the classes above)."""
-
-    def _create_association(self) -> Association:
-        association = super()._create_association()
-        dul = association.dul
-        if type(dul.socket) is AssociationSocket:
-            dul.socket.__class__ = _Socket
-        # The reactor sleeps this long whenever it finds nothing to do (1 ms by
-        # default): a delay added to every instance's answer.
-        dul._run_loop_delay = _REACTOR_IDLE_SECONDS
-        return association
-
-
 def build_ae() -> AE:
     """The application entity as configured in settings."""
     ae = AE(ae_title=settings.RADTRIAGE_AE_TITLE)
@@ -206,8 +161,7 @@ def start_listener(*, block: bool) -> ThreadedAssociationServer | None:
     server = ae.start_server(address, block=False, evt_handlers=HANDLERS)
     if server is None:  # pragma: no cover - pynetdicom returns it when not blocking
         raise RuntimeError("the DICOM listener did not start")
-    # socketserver makes one handler per connection from this class.
-    server.RequestHandlerClass = _RequestHandler
+    tune_server(server)
     if not block:
         return server
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from triage.ingest.header import InstanceHeader, is_valid_uid
@@ -44,16 +45,21 @@ def relative_path(header: InstanceHeader, *, sha256: str) -> Path:
     return Path(parts[0]) / parts[1] / f"{parts[2]}.{tag}.dcm"
 
 
-def write_incoming(root: Path, data: bytes) -> Path:
+def write_incoming(
+    root: Path, data: bytes, *, started: Callable[[], object] | None = None
+) -> Path:
     """Write ``data`` to a new temporary file under the root.
 
     Not yet flushed: :func:`flush_file` does that once the file has its final
-    name, so that the flush overlaps the database's commit.
+    name, so that the flush overlaps the database's commit. ``started`` is
+    called once the file is open, just before the write itself.
     """
     folder = root / INCOMING
     folder.mkdir(parents=True, exist_ok=True)
     temporary = folder / f"{secrets.token_hex(12)}{_TEMPORARY_SUFFIX}"
     with temporary.open("xb") as handle:
+        if started is not None:
+            started()
         handle.write(data)
     return temporary
 
@@ -92,7 +98,14 @@ def flush_file(path: Path) -> None:
 
 
 def sync_folder(folder: Path) -> None:
-    """Flush a folder's entries (a name given in it) to disk."""
+    """Flush a folder's entries (a name given in it) to disk.
+
+    Needed for every new file, not only in a new folder: each instance adds
+    a name, and fsync() of a file does not make its directory entry durable
+    ("an explicit fsync() on a file descriptor for the directory is also
+    needed", fsync(2)). ext4 happens to commit the name with the file's
+    journal transaction; other file systems need not.
+    """
     _fsync_folder(folder)
 
 
