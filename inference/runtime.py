@@ -51,6 +51,22 @@ def providers() -> list[str]:
     return [CPU]
 
 
+def session_options() -> ort.SessionOptions:
+    """ONNX Runtime options from settings: threads, optimisation, quiet logs."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = settings.RADTRIAGE_ONNX_INTRA_OP_THREADS
+    options.inter_op_num_threads = settings.RADTRIAGE_ONNX_INTER_OP_THREADS
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Spinning idle intra-op threads (ONNX Runtime's default) hold the cores
+    # that reading, drawing and writing need right after a run: off unless set.
+    options.add_session_config_entry(
+        "session.intra_op.allow_spinning", "1" if settings.RADTRIAGE_ONNX_SPIN else "0"
+    )
+    # Quiet: ONNX Runtime warns at level 2 about provider placement.
+    options.log_severity_level = 3
+    return options
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class ModelOutputs:
     """What a model said about a series, slices in the order fed.
@@ -68,16 +84,10 @@ class Session:
     """A loaded model: its ONNX Runtime session and manifest."""
 
     def __init__(self, manifest: Manifest, model_path: Path) -> None:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = settings.RADTRIAGE_ONNX_INTRA_OP_THREADS
-        options.inter_op_num_threads = settings.RADTRIAGE_ONNX_INTER_OP_THREADS
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Quiet: ONNX Runtime warns at level 2 about provider placement.
-        options.log_severity_level = 3
         self.manifest = manifest
         self.providers = providers()
         self.session = ort.InferenceSession(
-            str(model_path), sess_options=options, providers=self.providers
+            str(model_path), sess_options=session_options(), providers=self.providers
         )
         self.device = "cuda" if CUDA in self.session.get_providers() else "cpu"
         self._lock = threading.Lock()

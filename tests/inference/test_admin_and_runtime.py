@@ -106,6 +106,18 @@ def test_a_usable_gpu_gets_the_cuda_provider_first(settings: Any) -> None:
         assert runtime.providers() == [runtime.CPU]
 
 
+def test_session_options_follow_the_settings(settings: Any) -> None:
+    settings.RADTRIAGE_ONNX_INTRA_OP_THREADS = 3
+    settings.RADTRIAGE_ONNX_INTER_OP_THREADS = 1
+    options = runtime.session_options()
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (3, 1)
+    # Idle threads sleep by default: the pipeline needs the cores after a run.
+    key = "session.intra_op.allow_spinning"
+    assert options.get_session_config_entry(key) == "0"
+    settings.RADTRIAGE_ONNX_SPIN = True
+    assert runtime.session_options().get_session_config_entry(key) == "1"
+
+
 def test_sessions_are_cached_per_model_version() -> None:
     entry = next(e for e in services.sync_registry() if e.model_id == "demo-ich-ct")
     assert entry.loaded is not None
