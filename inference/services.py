@@ -10,10 +10,8 @@ import hashlib
 import logging
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -581,9 +579,7 @@ class FindingOutcome:
     key_instance_pk: int
     key_sop_instance_uid: str
     slice_probabilities: list[float]
-    # Rendered on a worker thread while the results are written (OpenCV lets
-    # go of the GIL); joined before the transaction commits.
-    heatmap_png: Future[bytes] | None
+    heatmap_png: bytes | None
 
 
 @dataclass(slots=True)
@@ -872,8 +868,7 @@ def _findings(
         )
         png = None
         if result.heatmaps is not None:
-            png = _heatmap_pool().submit(
-                preprocess.heatmap_overlay_png,
+            png = _draw_heatmap(
                 volume.pixels[study.key_index, 0],
                 result.heatmaps[study.key_index, column],
                 display_window,
@@ -895,64 +890,33 @@ def _findings(
     return findings
 
 
-_heatmap_pool_lock = threading.Lock()
-_heatmap_executor: ThreadPoolExecutor | None = None
+def _draw_heatmap(
+    image: preprocess.F32, heatmap: preprocess.F32, window: mf.Window | None
+) -> bytes | None:
+    """The key slice's overlay; None when it cannot be drawn (the finding
+    stands without its picture)."""
+    # Drawn here, not on a worker thread beside the database writes: handing
+    # the GIL back and forth between the two cost more than it overlapped.
+    try:
+        return preprocess.heatmap_overlay_png(image, heatmap, window)
+    except Exception:
+        logger.exception("heatmap overlay failed")
+        return None
 
 
-def _heatmap_pool() -> ThreadPoolExecutor:
-    global _heatmap_executor  # one pool per process, made lazily
-    with _heatmap_pool_lock:
-        if _heatmap_executor is None:
-            _heatmap_executor = ThreadPoolExecutor(
-                max_workers=2, thread_name_prefix="heatmap"
-            )
-        return _heatmap_executor
+def _write_heatmap(study_id: int, result_pk: int, code: str, png: bytes) -> str:
+    relative = Path(HEATMAP_DIR) / str(study_id) / f"{result_pk}-{code}.png"
+    target = Path(settings.RADTRIAGE_STORAGE_DIR) / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as stream:
+        stream.write(png)
+    Path(tmp).replace(target)
+    return str(relative)
 
 
-@dataclass(frozen=True, slots=True)
-class _PendingHeatmap:
-    """A finding's heatmap overlay still being drawn, and where it goes."""
-
-    finding_code: str
-    result_pk: int
-    relative_path: str
-    rendering: Future[bytes]
-
-
-def _heatmap_path(study_id: int, result_pk: int, code: str) -> str:
-    return str(Path(HEATMAP_DIR) / str(study_id) / f"{result_pk}-{code}.png")
-
-
-def _write_heatmaps(pending: list[_PendingHeatmap], study_id: int) -> None:
-    """Write the overlays once drawn; a finding whose overlay failed stands
-    without its picture."""
-    root = Path(settings.RADTRIAGE_STORAGE_DIR)
-    for item in pending:
-        try:
-            png = item.rendering.result()
-        except Exception:
-            logger.exception("heatmap overlay failed study_id=%s", study_id)
-            Finding.objects.filter(
-                result_id=item.result_pk, code=item.finding_code
-            ).update(heatmap_path="")
-            continue
-        target = root / item.relative_path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(png)
-        Path(tmp).replace(target)
-
-
-def _record_outcome(
-    job: ScoringJob, outcome: ModelOutcome, now: datetime
-) -> list[_PendingHeatmap]:
-    """Store one model's result and findings; supersede its older results.
-
-    Returns:
-        The findings' heatmap overlays still being drawn: the caller writes
-        them last, so the drawing overlaps the database work.
-    """
+def _record_outcome(job: ScoringJob, outcome: ModelOutcome, now: datetime) -> None:
+    """Store one model's result and findings; supersede its older results."""
     entry = outcome.entry
     if outcome.reused:
         ScoreResult.objects.filter(
@@ -969,7 +933,7 @@ def _record_outcome(
             result__model_id=entry.pk,
             result__instance_set=outcome.instance_set,
         ).update(shadow=entry.mode == ModelMode.SHADOW)
-        return []
+        return
     manifest = entry.loaded.manifest if entry.loaded else None
     previous = (
         ScoreResult.objects.select_for_update()
@@ -1014,17 +978,6 @@ def _record_outcome(
         result.save(update_fields=["supersedes"])
     if not created:
         result.findings.all().delete()
-    pending = [
-        _PendingHeatmap(
-            f.code,
-            result.pk,
-            _heatmap_path(job.study_id, result.pk, f.code),
-            f.heatmap_png,
-        )
-        for f in outcome.findings
-        if f.heatmap_png is not None
-    ]
-    drawn = {item.finding_code: item.relative_path for item in pending}
     Finding.objects.bulk_create(
         Finding(
             result=result,
@@ -1040,7 +993,11 @@ def _record_outcome(
             key_sop_instance_uid=f.key_sop_instance_uid,
             key_slice_index=f.key_index,
             slice_probabilities=f.slice_probabilities,
-            heatmap_path=drawn.get(f.code, ""),
+            heatmap_path=(
+                _write_heatmap(job.study_id, result.pk, f.code, f.heatmap_png)
+                if f.heatmap_png is not None
+                else ""
+            ),
             created_at=now,
         )
         for f in outcome.findings
@@ -1052,7 +1009,6 @@ def _record_outcome(
         job.study_id,
         outcome.status,
     )
-    return pending
 
 
 @transaction.atomic
@@ -1067,11 +1023,8 @@ def apply_results(
     applicable; the reason names each model's trouble. A study queued again
     while this run was going (it grew) keeps its new status.
     """
-    pending = [
-        heatmap
-        for outcome in outcomes
-        for heatmap in _record_outcome(job, outcome, now)
-    ]
+    for outcome in outcomes:
+        _record_outcome(job, outcome, now)
     study = Study.objects.select_for_update().filter(pk=job.study_id).first()
     if study is None:
         return
@@ -1134,9 +1087,6 @@ def apply_results(
                 "amended": changed and was_scored,
             },
         )
-    # Last, so the overlays were drawn while the rows above were written; still
-    # inside the transaction: a committed finding's picture is on disk.
-    _write_heatmaps(pending, job.study_id)
     transaction.on_commit(partial(_announce_scored, study.pk, changed), robust=True)
 
 
