@@ -22,7 +22,6 @@ import numpy as np
 import pydicom
 from numpy.typing import NDArray
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from inference.manifest import (
     Aggregation,
@@ -31,7 +30,7 @@ from inference.manifest import (
     PixelSpace,
     Window,
 )
-from triage.pixels import PixelLayout
+from triage.pixels import PLAIN_LITTLE_ENDIAN, PixelLayout
 
 F32 = NDArray[np.float32]
 
@@ -266,11 +265,6 @@ def _read_laid_out(
     )
 
 
-_NATIVE_LITTLE_ENDIAN: Final = frozenset(
-    {ExplicitVRLittleEndian, ImplicitVRLittleEndian}
-)
-
-
 def _native_pixels(
     ds: pydicom.Dataset,
 ) -> NDArray[np.integer[Any]] | None:
@@ -279,7 +273,7 @@ def _native_pixels(
     meta = getattr(ds, "file_meta", None)
     if (
         meta is None
-        or meta.get("TransferSyntaxUID") not in _NATIVE_LITTLE_ENDIAN
+        or meta.get("TransferSyntaxUID") not in PLAIN_LITTLE_ENDIAN
         or ds.get("BitsAllocated") != 16
         or ds.get("BitsStored") != 16
         or ds.get("SamplesPerPixel", 1) != 1

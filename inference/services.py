@@ -763,26 +763,33 @@ def _store_results(
             apply_results(job, outcomes, now=now)
 
 
+def _whole_study_digest(job: ScoringJob) -> str:
+    """The instance set of a result about the whole study (no series chosen)."""
+    return instance_set_digest(
+        tuple(ref for refs in job.instances.values() for ref in refs)
+    )
+
+
 def _score_with(
     job: ScoringJob,
     entry: RegistryEntry,
     decoded: dict[tuple[int, mf.PixelSpace], preprocess.SliceVolume],
 ) -> ModelOutcome:
-    everything = instance_set_digest(
-        tuple(ref for refs in job.instances.values() for ref in refs)
-    )
     if entry.loaded is None:
         return ModelOutcome(
             entry,
             ScoreStatus.FAILED,
             f"model cannot be loaded: {entry.error}",
-            instance_set=everything,
+            instance_set=_whole_study_digest(job),
         )
     manifest = entry.loaded.manifest
     choice = mf.choose_series(manifest.applicability, job.series)
     if isinstance(choice, mf.NotApplicable):
         return ModelOutcome(
-            entry, ScoreStatus.NOT_APPLICABLE, choice.reason, instance_set=everything
+            entry,
+            ScoreStatus.NOT_APPLICABLE,
+            choice.reason,
+            instance_set=_whole_study_digest(job),
         )
     refs = job.instances.get(choice.series_id, ())
     outcome = ModelOutcome(

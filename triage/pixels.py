@@ -15,8 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
 #: The stored sample types a layout may name: little-endian 16-bit.
 SAMPLE_TYPES: Final = frozenset({"<i2", "<u2"})
+
+#: Transfer syntaxes whose pixel data is stored as is, little-endian.
+PLAIN_LITTLE_ENDIAN: Final = frozenset({ExplicitVRLittleEndian, ImplicitVRLittleEndian})
 
 
 class BadPixelLayout(ValueError):
@@ -54,11 +59,6 @@ class PixelLayout:
             raise BadPixelLayout("offset and dimensions must be positive")
         if not 1 <= self.bits_stored <= 16:
             raise BadPixelLayout(f"bits stored out of range: {self.bits_stored}")
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of pixel values in the file."""
-        return self.rows * self.columns * 2
 
     def to_json(self) -> dict[str, Any]:
         """The layout as stored in a JSON column."""

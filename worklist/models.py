@@ -100,6 +100,16 @@ class WorklistFilter(models.Model):
     mine = models.BooleanField(default=False)
     updated_at = models.DateTimeField(auto_now=True)
 
+    #: The fields a reader sets (the API's and the service's one list).
+    FILTERS = (
+        "modality",
+        "body_part",
+        "patient_class",
+        "reading_status",
+        "ai_flagged",
+        "mine",
+    )
+
     def __str__(self) -> str:
         return f"Worklist filter of user #{self.user_id}"
 

@@ -577,15 +577,7 @@ def worklist_filter_of(user: AbstractBaseUser) -> WorklistFilter:
 @transaction.atomic
 def save_worklist_filter(user: AbstractBaseUser, **fields: Any) -> WorklistFilter:
     """Keep the reader's worklist filters for their next session."""
-    allowed = {
-        "modality",
-        "body_part",
-        "patient_class",
-        "reading_status",
-        "ai_flagged",
-        "mine",
-    }
-    unknown = set(fields) - allowed
+    unknown = set(fields) - set(WorklistFilter.FILTERS)
     if unknown:
         raise ValueError(f"unknown filters: {sorted(unknown)}")
     saved, _ = WorklistFilter.objects.update_or_create(user_id=user.pk, defaults=fields)

@@ -42,7 +42,7 @@ from triage.ingest.errors import (
     UnsupportedTransferSyntax,
 )
 from triage.ingest.part10 import dataset_offset
-from triage.pixels import PixelLayout, native_layout
+from triage.pixels import PLAIN_LITTLE_ENDIAN, PixelLayout, native_layout
 
 # PS3.5 9.1: digits in dot-separated components, no leading zeros, at most 64.
 _UID_PATTERN = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
@@ -207,9 +207,6 @@ def _header(dataset: Dataset, transfer_syntax_uid: str) -> InstanceHeader:
     )
 
 
-_PLAIN_LITTLE_ENDIAN = frozenset({ExplicitVRLittleEndian, ImplicitVRLittleEndian})
-
-
 def _pixel_layout(dataset: Dataset, transfer_syntax_uid: str) -> PixelLayout | None:
     """Where the pixel values lie in the stream, for scoring to read them directly.
 
@@ -221,7 +218,7 @@ def _pixel_layout(dataset: Dataset, transfer_syntax_uid: str) -> PixelLayout | N
     slope = _numbers(dataset, "RescaleSlope")
     intercept = _numbers(dataset, "RescaleIntercept")
     return native_layout(
-        little_endian_uncompressed=transfer_syntax_uid in _PLAIN_LITTLE_ENDIAN,
+        little_endian_uncompressed=transfer_syntax_uid in PLAIN_LITTLE_ENDIAN,
         pixel_offset=raw.value_tell if raw is not None else None,
         pixel_length=raw.length if raw is not None else None,
         rows=_int(dataset, "Rows"),

@@ -149,11 +149,4 @@ class OpenedSerializer(serializers.Serializer[dict[str, Any]]):
 class WorklistFilterSerializer(serializers.ModelSerializer[WorklistFilter]):
     class Meta:
         model = WorklistFilter
-        fields = (
-            "modality",
-            "body_part",
-            "patient_class",
-            "reading_status",
-            "ai_flagged",
-            "mine",
-        )
+        fields = WorklistFilter.FILTERS
