@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,3 +77,25 @@ class ManagedProcess:
                 self.popen.wait(5)
         self._log.close()
         return self.popen.returncode
+
+
+def celery_worker(hostname: str, *, concurrency: int) -> list[str]:
+    """The command line of a real Celery worker on both queues (threads pool)."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "radtriage",
+        "worker",
+        "-Q",
+        "urgent,routine",
+        "--pool",
+        "threads",
+        "--concurrency",
+        str(concurrency),
+        "--hostname",
+        hostname,
+        "--loglevel",
+        "INFO",
+    ]

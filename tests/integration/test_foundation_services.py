@@ -14,7 +14,7 @@ import requests
 import websockets
 
 from tests.integration.conftest import free_port, wait_until
-from tests.integration.processes import ManagedProcess
+from tests.integration.processes import ManagedProcess, celery_worker
 
 
 def test_migrations_apply_and_reverse_on_postgresql(
@@ -57,24 +57,7 @@ def test_celery_task_runs_on_a_real_worker_through_redis(
 ) -> None:
     worker = start_process(
         "worker",
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "radtriage",
-            "worker",
-            "-Q",
-            "urgent,routine",
-            "--pool",
-            "threads",
-            "--concurrency",
-            "1",
-            "--hostname",
-            "it-worker@localhost",
-            "--loglevel",
-            "INFO",
-        ],
+        celery_worker("it-worker@localhost", concurrency=1),
     )
     worker.wait_for_log("it-worker@localhost ready", timeout=60)
     manage(

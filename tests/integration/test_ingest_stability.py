@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tests.integration.conftest import wait_until
 from tests.integration.dicom_peers import Listener, query, require_program, run_dcmtk
-from tests.integration.processes import ManagedProcess
+from tests.integration.processes import ManagedProcess, celery_worker
 from tests.triage.dicom_data import ct_study
 from triage.synthetic import write_study
 
@@ -48,20 +48,7 @@ def test_stability_is_declared_once_per_quiet_period_by_duplicate_sweepers(
     for n in (1, 2):
         worker = start_process(
             f"worker{n}",
-            [
-                *celery,
-                "worker",
-                "-Q",
-                "urgent,routine",
-                "--pool",
-                "threads",
-                "--concurrency",
-                "2",
-                "--hostname",
-                f"w{n}@localhost",
-                "--loglevel",
-                "INFO",
-            ],
+            celery_worker(f"w{n}@localhost", concurrency=2),
             extra_env=FAST_STABILITY,
         )
         worker.wait_for_log(f"w{n}@localhost ready", timeout=60)

@@ -23,7 +23,7 @@ from tests.integration.dicom_peers import (  # noqa: F401 - fixtures
     listener,
     start_listener,
 )
-from tests.integration.processes import ManagedProcess
+from tests.integration.processes import ManagedProcess, celery_worker
 from triage.synthetic import HemorrhageType, SyntheticStudy, make_ct_head_study
 
 QUICK = {
@@ -54,24 +54,7 @@ def test_a_head_ct_sent_to_the_listener_is_scored_once_stable(
     dicom = start_listener(**QUICK)
     worker = start_process(
         "worker",
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "radtriage",
-            "worker",
-            "-Q",
-            "urgent,routine",
-            "--pool",
-            "threads",
-            "--concurrency",
-            "2",
-            "--hostname",
-            "it-scorer@localhost",
-            "--loglevel",
-            "INFO",
-        ],
+        celery_worker("it-scorer@localhost", concurrency=2),
         extra_env=QUICK,
     )
     worker.wait_for_log("it-scorer@localhost ready", timeout=90)
