@@ -185,7 +185,8 @@ class Finding(models.Model):
     # Index of the key slice in slice order (0 = most inferior for axial CT).
     key_slice_index = models.IntegerField(null=True, blank=True)
     slice_probabilities = models.JSONField(default=list, blank=True)
-    # PNG of the key slice with the heatmap, relative to RADTRIAGE_STORAGE_DIR.
+    # Picture of the key slice with the heatmap (JPEG; PNG before 2026-11),
+    # relative to RADTRIAGE_STORAGE_DIR.
     heatmap_path = models.CharField(max_length=512, blank=True, default="")
     created_at = models.DateTimeField()
 

@@ -11,18 +11,19 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pydicom
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import F, Q
+from django.utils import timezone
 
 from inference import manifest as mf
 from inference import preprocess, runtime
@@ -431,10 +432,14 @@ def _chooses(
 
 def _current_series_facts(study_id: int) -> tuple[mf.SeriesFacts, ...]:
     """The study's series as applicability sees them now (read, not locked)."""
-    study = Study.objects.filter(pk=study_id).only("body_part_examined").first()
-    if study is None:
+    body_part = (
+        Study.objects.filter(pk=study_id)
+        .values_list("body_part_examined", flat=True)
+        .first()
+    )
+    if body_part is None:
         return ()
-    series_rows = list(Series.objects.filter(study_id=study_id).order_by("pk"))
+    series_rows = _series_rows(study_id)
     storage = Path(settings.RADTRIAGE_STORAGE_DIR)
     counts: dict[int, int] = {}
     first_paths: dict[int, Path] = {}
@@ -445,12 +450,34 @@ def _current_series_facts(study_id: int) -> tuple[mf.SeriesFacts, ...]:
     ):
         counts[series_pk] = counts.get(series_pk, 0) + 1
         first_paths.setdefault(series_pk, storage / storage_path)
-    return _series_facts(study.body_part_examined, series_rows, counts, first_paths)
+    return _series_facts(body_part, series_rows, counts, first_paths)
+
+
+@dataclass(frozen=True, slots=True)
+class _SeriesRow:
+    """The columns of a series row that scoring reads."""
+
+    pk: int
+    modality: str
+    body_part_examined: str
+    series_description: str
+    stable_at: datetime | None
+
+
+def _series_rows(study_id: int) -> list[_SeriesRow]:
+    return [
+        _SeriesRow(*values)
+        for values in Series.objects.filter(study_id=study_id)
+        .order_by("pk")
+        .values_list(
+            "pk", "modality", "body_part_examined", "series_description", "stable_at"
+        )
+    ]
 
 
 def _series_facts(
     study_body_part: str,
-    series_rows: list[Series],
+    series_rows: list[_SeriesRow],
     counts: dict[int, int],
     first_paths: dict[int, Path],
 ) -> tuple[mf.SeriesFacts, ...]:
@@ -530,27 +557,33 @@ class InstanceRef:
     order: float | None = None
     sop_instance_uid: str = ""
 
+    # The Instance columns that of() takes, in its order.
+    COLUMNS: ClassVar[tuple[str, ...]] = (
+        "pk",
+        "storage_path",
+        "sha256",
+        "pixel_layout",
+        "slice_position",
+        "instance_number",
+        "sop_instance_uid",
+    )
+
     @classmethod
-    def of(cls, row: Instance, storage: Path) -> InstanceRef:
-        """The reference to a stored instance row."""
+    def of(cls, values: Sequence[Any], storage: Path) -> InstanceRef:
+        """The reference to a stored instance from its ``COLUMNS`` values
+        (``values_list`` rows: the scorer reads many, model objects cost)."""
+        pk, storage_path, sha256, pixel_layout, position, number, uid = values
         try:
-            layout = PixelLayout.from_json(row.pixel_layout)
+            layout = PixelLayout.from_json(pixel_layout)
         except BadPixelLayout:
             layout = None  # pydicom reads the file instead
-        if row.slice_position is not None:
-            order: float | None = row.slice_position
-        elif row.instance_number is not None:
-            order = float(row.instance_number)
+        if position is not None:
+            order: float | None = position
+        elif number is not None:
+            order = float(number)
         else:
             order = None
-        return cls(
-            row.pk,
-            storage / row.storage_path,
-            row.sha256,
-            layout,
-            order,
-            row.sop_instance_uid,
-        )
+        return cls(pk, storage / storage_path, sha256, layout, order, uid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -579,7 +612,7 @@ class FindingOutcome:
     key_instance_pk: int
     key_sop_instance_uid: str
     slice_probabilities: list[float]
-    heatmap_png: bytes | None
+    heatmap_jpeg: bytes | None
 
 
 @dataclass(slots=True)
@@ -596,9 +629,9 @@ class ModelOutcome:
     duration_ms: int = 0
     findings: list[FindingOutcome] = field(default_factory=list)
     reused: bool = False
-    # No result row exists for this model, version and instance set: insert
-    # without looking first.
-    known_new: bool = False
+    # No result row is expected for this model, version and instance set:
+    # insert without looking first (a clash falls back to an update).
+    insert_first: bool = True
 
 
 def _claim(study_id: int, now: datetime) -> ScoringJob | None:
@@ -629,29 +662,34 @@ def _claim(study_id: int, now: datetime) -> ScoringJob | None:
         )
         if not claimed:
             return None
-        study = Study.objects.get(pk=study_id)
-        early = study.stable_at is None
+        # Only the columns used: this runs for every study scored.
+        stable_at, body_part = Study.objects.values_list(
+            "stable_at", "body_part_examined"
+        ).get(pk=study_id)
+        early = stable_at is None
         StudyEvent.objects.create(
-            study=study,
+            study_id=study_id,
             kind=StudyEvent.Kind.SCORING_STARTED,
             at=now,
             detail={"early": True} if early else {},
         )
-        series_rows = list(Series.objects.filter(study_id=study_id).order_by("pk"))
+        series_rows = _series_rows(study_id)
         gathered: dict[int, list[InstanceRef]] = {}
         storage = Path(settings.RADTRIAGE_STORAGE_DIR)
         first_paths: dict[int, Path] = {}
-        for row in Instance.objects.filter(series__study_id=study_id).order_by(
-            "series_id", "slice_position", "instance_number", "pk"
+        for series_id, *values in (
+            Instance.objects.filter(series__study_id=study_id)
+            .order_by("series_id", "slice_position", "instance_number", "pk")
+            .values_list("series_id", *InstanceRef.COLUMNS)
         ):
-            ref = InstanceRef.of(row, storage)
-            gathered.setdefault(row.series_id, []).append(ref)
-            first_paths.setdefault(row.series_id, ref.path)
+            ref = InstanceRef.of(values, storage)
+            gathered.setdefault(series_id, []).append(ref)
+            first_paths.setdefault(series_id, ref.path)
         instances = {pk: tuple(refs) for pk, refs in gathered.items()}
         transaction.on_commit(partial(_announce_changed, study_id), robust=True)
     # Files are read outside the transaction.
     counts = {pk: len(refs) for pk, refs in instances.items()}
-    facts = _series_facts(study.body_part_examined, series_rows, counts, first_paths)
+    facts = _series_facts(body_part, series_rows, counts, first_paths)
     early_series = (
         frozenset(s.pk for s in series_rows if s.stable_at is not None)
         if early
@@ -708,11 +746,13 @@ def score_study(study_id: int, *, clock: Callable[[], datetime]) -> bool:
     try:
         entries = _models_for(job)
         decoded: dict[tuple[int, mf.PixelSpace], preprocess.SliceVolume] = {}
-        outcomes = [
-            _score_with(job, entry, decoded)
-            for entry in entries
-            if entry.mode != ModelMode.DISABLED
-        ]
+        # Outcomes keep copies (probabilities, pictures), never the volumes.
+        with preprocess.reused_volumes():
+            outcomes = [
+                _score_with(job, entry, decoded)
+                for entry in entries
+                if entry.mode != ModelMode.DISABLED
+            ]
         _store_results(job, outcomes, now=clock())
     except (TransientScoringError, OperationalError) as exc:
         _requeue_after_transient(study_id, job.started_at)
@@ -798,20 +838,20 @@ def _score_with(
         series_id=choice.series_id,
         instance_set=instance_set_digest(refs),
     )
-    existing = (
+    existing_status = (
         ScoreResult.objects.filter(
             study_id=job.study_id,
             model_id=entry.pk,
             model_version=manifest.version,
             instance_set=outcome.instance_set,
         )
-        .only("pk", "status")
+        .values_list("status", flat=True)
         .first()
     )
-    if existing is not None and existing.status == ScoreStatus.SCORED:
+    if existing_status == ScoreStatus.SCORED:
         outcome.reused = True
         return outcome
-    outcome.known_new = existing is None
+    outcome.insert_first = existing_status is None
     started = time.perf_counter()
     try:
         key = (choice.series_id, manifest.input.pixel_space)
@@ -873,9 +913,9 @@ def _findings(
         study = preprocess.aggregate(
             curve, manifest.aggregation.method, manifest.aggregation.k
         )
-        png = None
+        picture = None
         if result.heatmaps is not None:
-            png = _draw_heatmap(
+            picture = _draw_heatmap(
                 volume.pixels[study.key_index, 0],
                 result.heatmaps[study.key_index, column],
                 display_window,
@@ -891,7 +931,7 @@ def _findings(
                 key_instance_pk=volume.keys[study.key_index],
                 key_sop_instance_uid=volume.sop_instance_uids[study.key_index],
                 slice_probabilities=[round(float(v), 5) for v in curve],
-                heatmap_png=png,
+                heatmap_jpeg=picture,
             )
         )
     return findings
@@ -905,19 +945,19 @@ def _draw_heatmap(
     # Drawn here, not on a worker thread beside the database writes: handing
     # the GIL back and forth between the two cost more than it overlapped.
     try:
-        return preprocess.heatmap_overlay_png(image, heatmap, window)
+        return preprocess.heatmap_overlay_jpeg(image, heatmap, window)
     except Exception:
         logger.exception("heatmap overlay failed")
         return None
 
 
-def _write_heatmap(study_id: int, result_pk: int, code: str, png: bytes) -> str:
-    relative = Path(HEATMAP_DIR) / str(study_id) / f"{result_pk}-{code}.png"
+def _write_heatmap(study_id: int, result_pk: int, code: str, jpeg: bytes) -> str:
+    relative = Path(HEATMAP_DIR) / str(study_id) / f"{result_pk}-{code}.jpg"
     target = Path(settings.RADTRIAGE_STORAGE_DIR) / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
     with os.fdopen(fd, "wb") as stream:
-        stream.write(png)
+        stream.write(jpeg)
     Path(tmp).replace(target)
     return str(relative)
 
@@ -942,10 +982,11 @@ def _record_outcome(job: ScoringJob, outcome: ModelOutcome, now: datetime) -> No
         ).update(shadow=entry.mode == ModelMode.SHADOW)
         return
     manifest = entry.loaded.manifest if entry.loaded else None
-    previous = (
+    previous_pk = (
         ScoreResult.objects.select_for_update()
         .filter(study_id=job.study_id, model_id=entry.pk, is_current=True)
         .order_by("-scored_at", "-pk")
+        .values_list("pk", flat=True)
         .first()
     )
     version = manifest.version if manifest else ""
@@ -969,20 +1010,24 @@ def _record_outcome(job: ScoringJob, outcome: ModelOutcome, now: datetime) -> No
         "scored_at": now,
     }
     result: ScoreResult | None = None
-    if outcome.known_new:
+    if outcome.insert_first:
         try:
             with transaction.atomic():
-                result, created = ScoreResult.objects.create(**key, **values), True
+                result = ScoreResult.objects.create(
+                    **key, **values, supersedes_id=previous_pk
+                )
+                created = True
         except IntegrityError:
             pass  # a run beside this one stored the same result just now
     if result is None:
         result, created = ScoreResult.objects.update_or_create(**key, defaults=values)
-    ScoreResult.objects.filter(study_id=job.study_id, model_id=entry.pk).exclude(
-        pk=result.pk
-    ).update(is_current=False)
-    if previous is not None and previous.pk != result.pk and created:
-        result.supersedes = previous
-        result.save(update_fields=["supersedes"])
+        if created and previous_pk is not None:
+            result.supersedes_id = previous_pk
+            result.save(update_fields=["supersedes"])
+    if previous_pk is not None:  # else no other result of this model is current
+        ScoreResult.objects.filter(
+            study_id=job.study_id, model_id=entry.pk, is_current=True
+        ).exclude(pk=result.pk).update(is_current=False)
     if not created:
         result.findings.all().delete()
     Finding.objects.bulk_create(
@@ -1001,8 +1046,8 @@ def _record_outcome(job: ScoringJob, outcome: ModelOutcome, now: datetime) -> No
             key_slice_index=f.key_index,
             slice_probabilities=f.slice_probabilities,
             heatmap_path=(
-                _write_heatmap(job.study_id, result.pk, f.code, f.heatmap_png)
-                if f.heatmap_png is not None
+                _write_heatmap(job.study_id, result.pk, f.code, f.heatmap_jpeg)
+                if f.heatmap_jpeg is not None
                 else ""
             ),
             created_at=now,
@@ -1032,9 +1077,16 @@ def apply_results(
     """
     for outcome in outcomes:
         _record_outcome(job, outcome, now)
-    study = Study.objects.select_for_update().filter(pk=job.study_id).first()
-    if study is None:
+    # Only the columns decided on: this runs for every study scored.
+    row = (
+        Study.objects.select_for_update()
+        .filter(pk=job.study_id)
+        .values_list("ai_status", "scoring_started_at", "scored_at")
+        .first()
+    )
+    if row is None:
         return
+    ai_status, scoring_started_at, scored_at = row
     active = [o for o in outcomes if o.entry.mode == ModelMode.ACTIVE]
     scored = [o for o in active if o.status == ScoreStatus.SCORED]
     failed = [o for o in active if o.status == ScoreStatus.FAILED]
@@ -1051,30 +1103,21 @@ def apply_results(
     # New findings (or none to show): what may alert. A repeated scoring of the
     # same instances reuses its results and changes nothing.
     changed = not scored or any(not o.reused for o in scored)
-    mine = (
-        study.ai_status == AIStatus.SCORING
-        and study.scoring_started_at == job.started_at
-    )
-    if mine:
-        was_scored = study.scored_at is not None
-        study.ai_status = status
-        study.ai_status_reason = reason[:_REASON_MAX]
+    if ai_status == AIStatus.SCORING and scoring_started_at == job.started_at:
+        was_scored = scored_at is not None
         # Turnaround counts from the first result readers could see: a result
         # reused unchanged (an early one confirmed) keeps its time.
         if status == AIStatus.SCORED and (changed or not was_scored):
-            study.scored_at = now
-        study.version += 1
-        study.save(
-            update_fields=[
-                "ai_status",
-                "ai_status_reason",
-                "scored_at",
-                "version",
-                "updated_at",
-            ]
+            scored_at = now
+        Study.objects.filter(pk=job.study_id).update(
+            ai_status=status,
+            ai_status_reason=reason[:_REASON_MAX],
+            scored_at=scored_at,
+            version=F("version") + 1,
+            updated_at=timezone.now(),
         )
         StudyEvent.objects.create(
-            study=study,
+            study_id=job.study_id,
             kind=kind,
             at=now,
             detail={
@@ -1094,7 +1137,7 @@ def apply_results(
                 "amended": changed and was_scored,
             },
         )
-    transaction.on_commit(partial(_announce_scored, study.pk, changed), robust=True)
+    transaction.on_commit(partial(_announce_scored, job.study_id, changed), robust=True)
 
 
 def _announce_scored(study_id: int, changed: bool) -> None:

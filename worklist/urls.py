@@ -15,7 +15,7 @@ urlpatterns = [
     path("worklist/rows/<int:study_id>/", views.worklist_row, name="worklist-row"),
     path("worklist/filters/", views.save_filters, name="worklist-save-filters"),
     path(
-        "worklist/findings/<int:finding_id>/heatmap.png",
+        "worklist/findings/<int:finding_id>/heatmap",
         views.finding_heatmap,
         name="worklist-heatmap",
     ),

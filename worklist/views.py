@@ -219,7 +219,7 @@ def study_feedback(request: HttpRequest, study_id: int) -> HttpResponse:
 
 @permission_required(READ_STUDIES, raise_exception=True)
 def finding_heatmap(request: HttpRequest, finding_id: int) -> FileResponse:
-    """The key slice with the model's heatmap (PNG), as the row's thumbnail."""
+    """The key slice with the model's heatmap, as the row's thumbnail."""
     finding = Finding.objects.filter(pk=finding_id).exclude(heatmap_path="").first()
     if finding is None:
         raise Http404
@@ -228,7 +228,9 @@ def finding_heatmap(request: HttpRequest, finding_id: int) -> FileResponse:
     if not path.is_relative_to(root) or not path.is_file():
         raise Http404
     _audit_rows(request, "view_heatmap", [finding.study_id])
-    response = FileResponse(path.open("rb"), content_type="image/png")
+    # JPEG; results stored before November 2026 have PNG pictures.
+    content_type = "image/png" if path.suffix == ".png" else "image/jpeg"
+    response = FileResponse(path.open("rb"), content_type=content_type)
     response["Cache-Control"] = "private, max-age=3600"
     return response
 

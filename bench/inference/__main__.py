@@ -94,7 +94,9 @@ def main() -> int:
         preprocess.SliceRef(r.pk, r.path, r.layout, r.order, r.sop_instance_uid)
         for r in (
             services.InstanceRef.of(row, storage)
-            for row in Instance.objects.filter(series__study_id=study_id)
+            for row in Instance.objects.filter(series__study_id=study_id).values_list(
+                *services.InstanceRef.COLUMNS
+            )
         )
     ]
     ready = preprocess.read_series(refs, entry.loaded.manifest.input.pixel_space).pixels

@@ -95,8 +95,8 @@ def test_a_head_ct_with_a_bleed_gets_an_explained_positive_finding(
     assert finding.key_instance_id is not None
     key = Instance.objects.get(pk=finding.key_instance_id)
     assert key.sop_instance_uid == finding.key_sop_instance_uid
-    png = cv2.imread(str(storage_dir / finding.heatmap_path))
-    assert png is not None and png.shape[2] == 3
+    picture = cv2.imread(str(storage_dir / finding.heatmap_path))
+    assert picture is not None and picture.shape[2] == 3
     result = finding.result
     assert result.model.model_id == "demo-ich-ct"
     assert result.model_version == "1.0.0"
@@ -290,21 +290,21 @@ def test_heatmap_is_brightest_near_the_bleed(bleed: Study, storage_dir: Path) ->
     assert truth is not None
     score(bleed)
     finding = Finding.objects.get(study=bleed)
-    png = cv2.imread(str(storage_dir / finding.heatmap_path))
-    assert png is not None
-    red = png[..., 2].astype(np.int32) - png[..., 0].astype(np.int32)
+    picture = cv2.imread(str(storage_dir / finding.heatmap_path))
+    assert picture is not None
+    red = picture[..., 2].astype(np.int32) - picture[..., 0].astype(np.int32)
     row, col = np.unravel_index(np.argmax(red), red.shape)
-    scale = png.shape[0] / 256
+    scale = picture.shape[0] / 256
     distance = np.hypot(row - truth.centre_row * scale, col - truth.centre_col * scale)
-    assert distance < 0.25 * png.shape[0]
+    assert distance < 0.25 * picture.shape[0]
 
 
 def test_a_heatmap_that_cannot_be_drawn_leaves_the_finding_without_a_picture(
     bleed: Study, storage_dir: Path
 ) -> None:
     with mock.patch(
-        "inference.preprocess.heatmap_overlay_png",
-        side_effect=ValueError("PNG encoding failed"),
+        "inference.preprocess.heatmap_overlay_jpeg",
+        side_effect=ValueError("JPEG encoding failed"),
     ):
         assert score(bleed)
     bleed.refresh_from_db()
@@ -316,7 +316,7 @@ def test_a_heatmap_that_cannot_be_drawn_leaves_the_finding_without_a_picture(
 
 
 def test_two_runs_storing_the_same_result_at_once_both_succeed(bleed: Study) -> None:
-    # Run A decided its result row is new; run B stores the same one first.
+    # Run A decided its result rows are new; run B stores the same ones first.
     job = services._claim(bleed.pk, timezone.now())
     assert job is not None
     decoded: dict[Any, Any] = {}
@@ -325,7 +325,11 @@ def test_two_runs_storing_the_same_result_at_once_both_succeed(bleed: Study) -> 
         for entry in services.registry()
         if entry.mode != ModelMode.DISABLED
     ]
-    assert any(o.known_new for o in outcomes)
+    assert {o.status for o in outcomes} == {
+        ScoreStatus.SCORED,
+        ScoreStatus.NOT_APPLICABLE,
+    }
+    assert all(o.insert_first for o in outcomes)
     Study.objects.filter(pk=bleed.pk).update(ai_status=AIStatus.QUEUED)
     assert score(bleed)
 
@@ -335,4 +339,8 @@ def test_two_runs_storing_the_same_result_at_once_both_succeed(bleed: Study) -> 
     assert bleed.ai_status == AIStatus.SCORED
     ich = ScoreResult.objects.filter(study=bleed, model__model_id="demo-ich-ct")
     assert ich.count() == 1
+    fracture = ScoreResult.objects.filter(
+        study=bleed, model__model_id="demo-fracture-xr"
+    )
+    assert fracture.get().status == ScoreStatus.NOT_APPLICABLE
     assert Finding.objects.live().filter(study=bleed, code="ICH").count() == 1

@@ -156,25 +156,35 @@ def test_row_shows_the_finding_its_model_and_heatmap_thumbnail(
 ) -> None:
     made = study()
     (storage_dir / "heatmaps").mkdir(parents=True)
-    (storage_dir / "heatmaps" / "h.png").write_bytes(b"\x89PNG fake")
-    finding = make_finding(made, heatmap_path="heatmaps/h.png")
+    (storage_dir / "heatmaps" / "h.jpg").write_bytes(b"\xff\xd8\xff fake")
+    finding = make_finding(made, heatmap_path="heatmaps/h.jpg")
     services.recompute_priority(made.pk, now=timezone.now())
     client = login(Role.RADIOLOGIST)
     html = client.get("/worklist/").content.decode()
     assert "ICH suspected 0.94" in html
     assert "ICH demo 1.0" in html
-    assert f"/worklist/findings/{finding.pk}/heatmap.png" in html
-    image = client.get(f"/worklist/findings/{finding.pk}/heatmap.png")
+    assert f"/worklist/findings/{finding.pk}/heatmap" in html
+    image = client.get(f"/worklist/findings/{finding.pk}/heatmap")
+    assert image.status_code == 200
+    assert image["Content-Type"] == "image/jpeg"
+    assert AuditEvent.objects.filter(action="view_heatmap").exists()
+
+
+def test_a_heatmap_stored_as_png_is_served_as_png(
+    login: Callable[..., Client], storage_dir: Any
+) -> None:
+    # Results scored before the pictures became JPEG keep their PNG files.
+    (storage_dir / "heatmaps").mkdir(parents=True)
+    (storage_dir / "heatmaps" / "old.png").write_bytes(b"\x89PNG fake")
+    finding = make_finding(study(), heatmap_path="heatmaps/old.png")
+    image = login(Role.RADIOLOGIST).get(f"/worklist/findings/{finding.pk}/heatmap")
     assert image.status_code == 200
     assert image["Content-Type"] == "image/png"
-    assert AuditEvent.objects.filter(action="view_heatmap").exists()
 
 
 def test_heatmap_outside_storage_is_refused(
     login: Callable[..., Client], storage_dir: Any
 ) -> None:
     finding = make_finding(study(), heatmap_path="../../etc/passwd")
-    response = login(Role.RADIOLOGIST).get(
-        f"/worklist/findings/{finding.pk}/heatmap.png"
-    )
+    response = login(Role.RADIOLOGIST).get(f"/worklist/findings/{finding.pk}/heatmap")
     assert response.status_code == 404
