@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -634,20 +634,3 @@ def choose_series(
     if len(set(reasons)) == 1:
         return NotApplicable(reasons[0])
     return NotApplicable("no series fits: " + "; ".join(sorted(set(reasons))))
-
-
-def is_axial(orientation: Sequence[float] | None) -> bool | None:
-    """Whether ImageOrientationPatient describes an axial plane (±20°)."""
-    if orientation is None or len(orientation) != 6:
-        return None
-    row = orientation[:3]
-    col = orientation[3:]
-    normal = (
-        row[1] * col[2] - row[2] * col[1],
-        row[2] * col[0] - row[0] * col[2],
-        row[0] * col[1] - row[1] * col[0],
-    )
-    length = sum(v * v for v in normal) ** 0.5
-    if length == 0:
-        return None
-    return bool(abs(normal[2]) / length >= 0.94)

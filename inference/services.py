@@ -37,6 +37,7 @@ from inference.models import (
 )
 from inference.signals import study_scored
 from radtriage.db import recoverable_transaction
+from triage.geometry import axial_of_plane, is_axial
 from triage.models import (
     AIStatus,
     Instance,
@@ -191,14 +192,39 @@ def sync_registry() -> list[RegistryEntry]:
         if model_id not in seen and row.load_error != "model folder is missing":
             row.load_error = "model folder is missing"
             row.save(update_fields=["load_error", "updated_at"])
-    return _entries(list(rows.values()), by_id)
+    return _entries(
+        [_ModelRow(r.pk, r.model_id, r.mode, r.load_error) for r in rows.values()],
+        by_id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _ModelRow:
+    """The columns of a registered model row that the registry reads."""
+
+    pk: int
+    model_id: str
+    mode: str
+    load_error: str
+
+
+def _model_rows() -> list[_ModelRow]:
+    # Read for every study scored: columns only, no model objects.
+    return [
+        _ModelRow(*values)
+        for values in RegisteredModel.objects.values_list(
+            "pk", "model_id", "mode", "load_error"
+        )
+    ]
 
 
 def _entries(
-    rows: list[RegisteredModel], by_id: dict[str, mf.LoadedManifest]
+    rows: list[_ModelRow], by_id: dict[str, mf.LoadedManifest]
 ) -> list[RegistryEntry]:
     thresholds: dict[int, dict[str, float]] = {}
-    for setting in FindingSetting.objects.filter(model__in=rows):
+    for setting in FindingSetting.objects.filter(
+        model_id__in=[row.pk for row in rows]
+    ).only("model_id", "code", "default_threshold", "threshold_override"):
         thresholds.setdefault(setting.model_id, {})[setting.code] = setting.threshold
     return [
         RegistryEntry(
@@ -221,7 +247,7 @@ def registry() -> list[RegistryEntry]:
     """
     models_dir = Path(settings.RADTRIAGE_MODELS_DIR)
     loaded, failures = discover_models(models_dir)
-    rows = list(RegisteredModel.objects.all())
+    rows = _model_rows()
     known = {r.model_id for r in rows}
     wanted = {i.manifest.model_id for i in loaded} | {f.model_id for f in failures}
     if _synced.get(str(models_dir)) is not _discovered.get(str(models_dir)) or (
@@ -442,15 +468,29 @@ def _current_series_facts(study_id: int) -> tuple[mf.SeriesFacts, ...]:
     series_rows = _series_rows(study_id)
     storage = Path(settings.RADTRIAGE_STORAGE_DIR)
     counts: dict[int, int] = {}
-    first_paths: dict[int, Path] = {}
-    for series_pk, storage_path in (
+    firsts: dict[int, _FirstImage] = {}
+    for series_pk, plane, storage_path in (
         Instance.objects.filter(series__study_id=study_id)
         .order_by("series_id", "slice_position", "instance_number", "pk")
-        .values_list("series_id", "storage_path")
+        .values_list("series_id", "plane", "storage_path")
     ):
         counts[series_pk] = counts.get(series_pk, 0) + 1
-        first_paths.setdefault(series_pk, storage / storage_path)
-    return _series_facts(body_part, series_rows, counts, first_paths)
+        if series_pk not in firsts:
+            firsts[series_pk] = _FirstImage(plane, storage / storage_path)
+    return _series_facts(body_part, series_rows, counts, firsts)
+
+
+@dataclass(frozen=True, slots=True)
+class _FirstImage:
+    """A series' first image in slice order, whose plane is the series'."""
+
+    plane: str  # as recorded at ingest; "" before planes were recorded
+    path: Path
+
+    def axial(self) -> bool | None:
+        if self.plane:
+            return axial_of_plane(self.plane)
+        return _axial(self.path)  # stored before planes were recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,9 +519,10 @@ def _series_facts(
     study_body_part: str,
     series_rows: list[_SeriesRow],
     counts: dict[int, int],
-    first_paths: dict[int, Path],
+    firsts: dict[int, _FirstImage],
 ) -> tuple[mf.SeriesFacts, ...]:
-    # Reads one header per series: call outside transactions.
+    # May read a header per series (images stored before planes were
+    # recorded): call outside transactions.
     return tuple(
         mf.SeriesFacts(
             series_id=s.pk,
@@ -489,7 +530,7 @@ def _series_facts(
             body_part=s.body_part_examined or study_body_part,
             series_description=s.series_description,
             instance_count=counts.get(s.pk, 0),
-            axial=_axial(first_paths.get(s.pk)),
+            axial=first.axial() if (first := firsts.get(s.pk)) else None,
         )
         for s in series_rows
     )
@@ -676,20 +717,21 @@ def _claim(study_id: int, now: datetime) -> ScoringJob | None:
         series_rows = _series_rows(study_id)
         gathered: dict[int, list[InstanceRef]] = {}
         storage = Path(settings.RADTRIAGE_STORAGE_DIR)
-        first_paths: dict[int, Path] = {}
-        for series_id, *values in (
+        firsts: dict[int, _FirstImage] = {}
+        for series_id, plane, *values in (
             Instance.objects.filter(series__study_id=study_id)
             .order_by("series_id", "slice_position", "instance_number", "pk")
-            .values_list("series_id", *InstanceRef.COLUMNS)
+            .values_list("series_id", "plane", *InstanceRef.COLUMNS)
         ):
             ref = InstanceRef.of(values, storage)
             gathered.setdefault(series_id, []).append(ref)
-            first_paths.setdefault(series_id, ref.path)
+            if series_id not in firsts:
+                firsts[series_id] = _FirstImage(plane, ref.path)
         instances = {pk: tuple(refs) for pk, refs in gathered.items()}
         transaction.on_commit(partial(_announce_changed, study_id), robust=True)
     # Files are read outside the transaction.
     counts = {pk: len(refs) for pk, refs in instances.items()}
-    facts = _series_facts(body_part, series_rows, counts, first_paths)
+    facts = _series_facts(body_part, series_rows, counts, firsts)
     early_series = (
         frozenset(s.pk for s in series_rows if s.stable_at is not None)
         if early
@@ -698,9 +740,7 @@ def _claim(study_id: int, now: datetime) -> ScoringJob | None:
     return ScoringJob(study_id, now, facts, instances, early_series)
 
 
-def _axial(path: Path | None) -> bool | None:
-    if path is None:
-        return None
+def _axial(path: Path) -> bool | None:
     try:
         ds = pydicom.dcmread(
             path, stop_before_pixels=True, specific_tags=["ImageOrientationPatient"]
@@ -708,7 +748,7 @@ def _axial(path: Path | None) -> bool | None:
     except (OSError, ValueError, pydicom.errors.InvalidDicomError):
         return None
     orientation = ds.get("ImageOrientationPatient")
-    return mf.is_axial([float(v) for v in orientation] if orientation else None)
+    return is_axial([float(v) for v in orientation] if orientation else None)
 
 
 def instance_set_digest(refs: tuple[InstanceRef, ...]) -> str:
@@ -962,8 +1002,13 @@ def _write_heatmap(study_id: int, result_pk: int, code: str, jpeg: bytes) -> str
     return str(relative)
 
 
-def _record_outcome(job: ScoringJob, outcome: ModelOutcome, now: datetime) -> None:
-    """Store one model's result and findings; supersede its older results."""
+def _record_outcome(
+    job: ScoringJob, outcome: ModelOutcome, now: datetime, previous_pk: int | None
+) -> None:
+    """Store one model's result and findings; supersede its older results.
+
+    ``previous_pk``: the model's current result for the study before this run.
+    """
     entry = outcome.entry
     if outcome.reused:
         ScoreResult.objects.filter(
@@ -982,13 +1027,6 @@ def _record_outcome(job: ScoringJob, outcome: ModelOutcome, now: datetime) -> No
         ).update(shadow=entry.mode == ModelMode.SHADOW)
         return
     manifest = entry.loaded.manifest if entry.loaded else None
-    previous_pk = (
-        ScoreResult.objects.select_for_update()
-        .filter(study_id=job.study_id, model_id=entry.pk, is_current=True)
-        .order_by("-scored_at", "-pk")
-        .values_list("pk", flat=True)
-        .first()
-    )
     version = manifest.version if manifest else ""
     key: dict[str, Any] = {
         "study_id": job.study_id,
@@ -1075,8 +1113,17 @@ def apply_results(
     applicable; the reason names each model's trouble. A study queued again
     while this run was going (it grew) keeps its new status.
     """
+    # Each model's current result, locked, in one query for all models.
+    previous: dict[int, int] = {}
+    for model_pk, result_pk in (
+        ScoreResult.objects.select_for_update()
+        .filter(study_id=job.study_id, is_current=True)
+        .order_by("-scored_at", "-pk")
+        .values_list("model_id", "pk")
+    ):
+        previous.setdefault(model_pk, result_pk)
     for outcome in outcomes:
-        _record_outcome(job, outcome, now)
+        _record_outcome(job, outcome, now, previous.get(outcome.entry.pk))
     # Only the columns decided on: this runs for every study scored.
     row = (
         Study.objects.select_for_update()

@@ -24,7 +24,8 @@ _INSTANCE = Instance._meta.db_table
 _PATIENT = Patient._meta.db_table
 _INSTANCE_COLUMNS = (
     "sop_instance_uid, series_id, sop_class_uid, transfer_syntax_uid,"
-    " instance_number, slice_position, rows, columns, pixel_layout, storage_path,"
+    " instance_number, slice_position, plane, rows, columns, pixel_layout,"
+    " storage_path,"
     " size_bytes, sha256, received_at, replaced_at, replacement_count"
 )
 
@@ -39,7 +40,7 @@ _LOCK_ARRIVAL = (
 )
 _INSERT_INSTANCE = (
     f"INSERT INTO {_INSTANCE} ({_INSTANCE_COLUMNS})"  # noqa: S608
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, 0)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, 0)"
     " RETURNING id"
 )
 _COUNT_IN_SERIES = (
@@ -72,7 +73,8 @@ WITH study AS (
 ), inserted AS (
     INSERT INTO {_INSTANCE} ({_INSTANCE_COLUMNS})
     SELECT %(sop_uid)s, series.id, %(sop_class_uid)s, %(transfer_syntax_uid)s,
-           %(instance_number)s, %(slice_position)s, %(rows)s, %(columns)s,
+           %(instance_number)s, %(slice_position)s, %(plane)s, %(rows)s,
+           %(columns)s,
            %(pixel_layout)s, %(storage_path)s, %(size_bytes)s, %(sha256)s,
            %(now)s, NULL, 0
     FROM series
@@ -169,6 +171,7 @@ def insert_instance(
         header.transfer_syntax_uid,
         header.instance_number,
         header.slice_position,
+        header.plane,
         header.rows,
         header.columns,
         pixel_layout_value(header),
@@ -242,6 +245,7 @@ def record_next_instance(
         "transfer_syntax_uid": header.transfer_syntax_uid,
         "instance_number": header.instance_number,
         "slice_position": header.slice_position,
+        "plane": header.plane,
         "rows": header.rows,
         "columns": header.columns,
         "pixel_layout": pixel_layout_value(header),

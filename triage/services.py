@@ -236,6 +236,7 @@ def record_instance(
             # The new bytes may say other things than the old ones did.
             instance_number=header.instance_number,
             slice_position=header.slice_position,
+            plane=header.plane,
             rows=header.rows,
             columns=header.columns,
             pixel_layout=layout.to_json() if layout is not None else None,

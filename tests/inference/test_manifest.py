@@ -173,9 +173,3 @@ def test_a_series_that_does_not_fit_says_why(
     choice = mf.choose_series(rules, [facts])
     assert isinstance(choice, mf.NotApplicable)
     assert reason in choice.reason
-
-
-def test_axial_is_told_from_the_orientation() -> None:
-    assert mf.is_axial([1, 0, 0, 0, 1, 0]) is True
-    assert mf.is_axial([0, 1, 0, 0, 0, -1]) is False
-    assert mf.is_axial(None) is None

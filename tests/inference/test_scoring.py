@@ -172,6 +172,8 @@ def test_a_radiograph_is_scored_by_the_fracture_model_only(
     store_study: Callable[..., Study],
 ) -> None:
     xr = store_study(make_radiograph_study(14, modality="CR", fracture=True))
+    planes = Instance.objects.filter(series__study=xr).values_list("plane", flat=True)
+    assert set(planes) == {"unknown"}  # no orientation: no file read to learn it
     score(xr)
     xr.refresh_from_db()
     assert xr.ai_status == AIStatus.SCORED
@@ -313,6 +315,21 @@ def test_a_heatmap_that_cannot_be_drawn_leaves_the_finding_without_a_picture(
     assert finding.positive
     assert finding.heatmap_path == ""
     assert not (storage_dir / services.HEATMAP_DIR).exists()
+
+
+def test_the_plane_comes_from_ingest_else_from_the_header(bleed: Study) -> None:
+    with mock.patch.object(services, "_axial", side_effect=AssertionError("read")):
+        job = services._claim(bleed.pk, timezone.now())
+    assert job is not None
+    assert [facts.axial for facts in job.series] == [True]
+    # Images stored before ingest recorded planes: their header is read.
+    Instance.objects.filter(series__study=bleed).update(plane="")
+    Study.objects.filter(pk=bleed.pk).update(ai_status=AIStatus.QUEUED)
+    with mock.patch.object(services, "_axial", wraps=services._axial) as read:
+        job = services._claim(bleed.pk, timezone.now())
+    assert job is not None
+    assert [facts.axial for facts in job.series] == [True]
+    assert read.call_count == 1
 
 
 def test_two_runs_storing_the_same_result_at_once_both_succeed(bleed: Study) -> None:

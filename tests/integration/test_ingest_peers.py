@@ -95,10 +95,11 @@ def test_storescu_stores_a_study_twice_without_duplicates(
     # Both ingest paths on PostgreSQL (the first instance of a series and the
     # one-statement rest) record where each file's pixels are, for scoring.
     layouts = query(
-        database_url, "SELECT storage_path, pixel_layout FROM triage_instance"
+        database_url, "SELECT storage_path, pixel_layout, plane FROM triage_instance"
     )
     assert len(layouts) == len(paths)
-    for storage_path, stored in layouts:
+    for storage_path, stored, plane in layouts:
+        assert plane == "axial"
         layout = PixelLayout.from_json(stored)
         assert layout is not None
         path = listener.storage_dir / str(storage_path)

@@ -78,6 +78,7 @@ def test_an_instance_is_stored_as_received_and_recorded(storage_dir: Path) -> No
     assert instance.series.study.modalities == "CT"
     assert instance.series.study.body_part_examined == "HEAD"
     assert instance.series.study.patient.patient_id == study.patient_id
+    assert instance.plane == "axial"
     assert list(StudyEvent.objects.values_list("kind", flat=True)) == ["received"]
     # Nothing is left in the temporary folder.
     assert files_under(storage_dir) == [storage_dir / instance.storage_path]

@@ -33,6 +33,7 @@ from pydicom.uid import (
 )
 from pynetdicom import AllStoragePresentationContexts
 
+from triage.geometry import plane, slice_normal
 from triage.ingest.errors import (
     InvalidUid,
     MissingAttribute,
@@ -136,6 +137,8 @@ class InstanceHeader:
     manufacturer_model_name: str
     instance_number: int | None
     slice_position: float | None
+    # triage.geometry.AXIAL, OTHER or UNKNOWN.
+    plane: str
     rows: int | None
     columns: int | None
     requested_procedure_priority: str
@@ -175,6 +178,7 @@ def _header(dataset: Dataset, transfer_syntax_uid: str) -> InstanceHeader:
     sop_class_uid = _uid(dataset, "SOPClassUID")
     if sop_class_uid not in STORAGE_SOP_CLASSES:
         raise UnsupportedSopClass(f"SOP class {sop_class_uid} is not a storage class")
+    orientation = _numbers(dataset, "ImageOrientationPatient")
     return InstanceHeader(
         sop_class_uid=sop_class_uid,
         sop_instance_uid=_uid(dataset, "SOPInstanceUID"),
@@ -197,7 +201,8 @@ def _header(dataset: Dataset, transfer_syntax_uid: str) -> InstanceHeader:
         manufacturer=_text(dataset, "Manufacturer", 128),
         manufacturer_model_name=_text(dataset, "ManufacturerModelName", 128),
         instance_number=_int(dataset, "InstanceNumber"),
-        slice_position=_slice_position(dataset),
+        slice_position=_slice_position(dataset, orientation),
+        plane=plane(orientation),
         rows=_int(dataset, "Rows"),
         columns=_int(dataset, "Columns"),
         requested_procedure_priority=_text(
@@ -403,18 +408,10 @@ def _numbers(dataset: Dataset, keyword: str) -> list[float] | None:
         return None
 
 
-def _slice_position(dataset: Dataset) -> float | None:
+def _slice_position(dataset: Dataset, orientation: list[float] | None) -> float | None:
     """Distance along the slice normal in mm, from ImagePositionPatient."""
     position = _numbers(dataset, "ImagePositionPatient")
-    orientation = _numbers(dataset, "ImageOrientationPatient")
-    if position is None or orientation is None:
+    normal = slice_normal(orientation)
+    if position is None or normal is None or len(position) != 3:
         return None
-    if len(position) != 3 or len(orientation) != 6:
-        return None
-    row, col = orientation[:3], orientation[3:]
-    normal = (
-        row[1] * col[2] - row[2] * col[1],
-        row[2] * col[0] - row[0] * col[2],
-        row[0] * col[1] - row[1] * col[0],
-    )
     return sum(p * n for p, n in zip(position, normal, strict=True))
