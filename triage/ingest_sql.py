@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from django.db import IntegrityError, connection
+from psycopg.types.string import StrDumper
 
 from triage.ingest.header import InstanceHeader
 from triage.models import Instance, Patient, Series, Study
@@ -74,9 +76,8 @@ WITH study AS (
     INSERT INTO {_INSTANCE} ({_INSTANCE_COLUMNS})
     SELECT %(sop_uid)s, series.id, %(sop_class_uid)s, %(transfer_syntax_uid)s,
            %(instance_number)s, %(slice_position)s, %(plane)s, %(rows)s,
-           %(columns)s,
-           %(pixel_layout)s, %(storage_path)s, %(size_bytes)s, %(sha256)s,
-           %(now)s, NULL, 0
+           %(columns)s, %(pixel_layout)s, %(storage_path)s, %(size_bytes)s,
+           %(sha256)s, %(now)s, NULL, 0
     FROM series
     WHERE NOT EXISTS (SELECT 1 FROM {_INSTANCE} WHERE sop_instance_uid = %(sop_uid)s)
     RETURNING id, series_id
@@ -254,9 +255,17 @@ def record_next_instance(
         "sha256": sha256,
         "now": now,
     }
+    connection.ensure_connection()
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(_RECORD_NEXT_INSTANCE, parameters)
+        # Prepared (so bound on the server): planning this statement took
+        # longer than running it, once per instance. Strings go as text, not
+        # "unknown": a UID used twice would be deduced two types.
+        with (
+            connection.wrap_database_errors,
+            psycopg.Cursor(connection.connection) as cursor,
+        ):
+            cursor.adapters.register_dumper(str, StrDumper)
+            cursor.execute(_RECORD_NEXT_INSTANCE, parameters, prepare=True)
             row = cursor.fetchone()
     except IntegrityError:
         return None  # the same instance, inserted just now by another sender

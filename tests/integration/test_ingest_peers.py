@@ -116,6 +116,33 @@ def test_storescu_stores_a_study_twice_without_duplicates(
     assert "Traceback" not in listener.process.log_text()
 
 
+def test_instances_without_number_or_position_are_recorded_with_nulls(
+    listener: Listener, database_url: str, tmp_path: Path
+) -> None:
+    # The one-statement path on PostgreSQL types its NULL parameters too.
+    storescu = require_program("storescu", "dcmtk")
+    paths = write_study(ct_study(9, slices=4), tmp_path / "bare")
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        for keyword in (
+            "InstanceNumber",
+            "ImagePositionPatient",
+            "ImageOrientationPatient",
+        ):
+            delattr(ds, keyword)
+        ds.save_as(path)
+    result = run_dcmtk(
+        [storescu, "-aec", "RADTRIAGE", "127.0.0.1", str(listener.port)]
+        + [str(p) for p in paths]
+    )
+    assert result.returncode == 0, result.stderr
+    rows = query(
+        database_url,
+        "SELECT instance_number, slice_position, plane FROM triage_instance",
+    )
+    assert rows == [(None, None, "unknown")] * 4
+
+
 def test_two_senders_of_the_same_study_at_once_store_each_instance_once(
     listener: Listener,
     database_url: str,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -412,6 +414,48 @@ def test_the_write_begins_before_the_header_is_parsed(
 
     assert store(encode(ct_study().datasets[0])).result is StoreResult.STORED
     assert events == ["write", "parse"]
+
+
+def test_success_comes_after_the_data_and_its_folder_are_flushed(
+    monkeypatch: pytest.MonkeyPatch, storage_dir: Path
+) -> None:
+    flushed: set[int] = set()  # inodes
+    real_fsync = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        real_fsync(descriptor)
+        flushed.add(os.fstat(descriptor).st_ino)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    outcomes = [store(encode(ds)).result for ds in ct_study(slices=3).datasets]
+    assert outcomes == [StoreResult.STORED] * 3
+    for instance in Instance.objects.all():
+        path = storage_dir / instance.storage_path
+        assert path.stat().st_ino in flushed
+        assert path.parent.stat().st_ino in flushed
+
+
+def test_a_failed_flush_is_a_storage_failure_and_the_resend_completes_it(
+    monkeypatch: pytest.MonkeyPatch, storage_dir: Path
+) -> None:
+    real_fsync = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        if stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(5, "Input/output error")
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    data = encode(ct_study().datasets[0])
+    with pytest.raises(StorageUnavailable) as raised:
+        store(data)
+    assert raised.value.transient
+    # Once the disk is well again, the sender's resend completes the study.
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert store(data).result in (StoreResult.STORED, StoreResult.DUPLICATE)
+    instance = Instance.objects.get()
+    assert (storage_dir / instance.storage_path).read_bytes() == data
+    assert not list((storage_dir / storage.INCOMING).iterdir())
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from functools import partial
@@ -111,14 +112,16 @@ def _store(
     written = pool.submit(write_incoming, root, data, started=write_started.set)
     placement: _Placement | None = None
     try:
-        # Hashing releases the GIL, so the write's worker gets going meanwhile.
+        hash_started = threading.Event()
+        hashed = pool.submit(_sha256, data, dataset_offset, started=hash_started.set)
         # The header parse is Python and holds the GIL: a worker not yet inside
-        # its write would wait for the whole parse (or CPython's 5 ms switch
-        # interval), serialising what should overlap. Bounded: a busy pool
-        # only costs the overlap.
-        sha256 = _sha256(data, dataset_offset)
+        # its write or hash (both release the GIL) would wait for the whole
+        # parse (or CPython's 5 ms switch interval), serialising what should
+        # overlap. Bounded: a busy pool only costs the overlap.
         write_started.wait(_START_WAIT_SECONDS)
+        hash_started.wait(_START_WAIT_SECONDS)
         header = read_header(data)
+        sha256 = hashed.result()
         if (
             expected_study_uid is not None
             and header.study_instance_uid != expected_study_uid
@@ -297,10 +300,15 @@ def _record(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _sha256(data: bytes, offset: int) -> str:
+def _sha256(
+    data: bytes, offset: int, *, started: Callable[[], object] | None = None
+) -> str:
     # The data set only: the same instance sent by C-STORE and by STOW-RS
     # (different file meta) is the same instance.
-    return hashlib.sha256(memoryview(data)[offset:]).hexdigest()
+    view = memoryview(data)[offset:]
+    if started is not None:
+        started()
+    return hashlib.sha256(view).hexdigest()
 
 
 def _io_pool() -> ThreadPoolExecutor:
