@@ -136,13 +136,21 @@ def _database() -> dict[str, Any]:
         # each one as it hands it out rather than fail a request on it.
         config["CONN_HEALTH_CHECKS"] = True
         config["OPTIONS"] = {
+            # Django turns prepared statements off (for connection poolers). Its
+            # ORM binds parameters on the client, so it never prepares anyway;
+            # this lets ingest's hot statement, bound on the server, be
+            # prepared (triage.ingest_sql). Behind a pooler in transaction mode
+            # older than PgBouncer 1.21, set DATABASE_PREPARED_STATEMENTS=false.
+            "prepare_threshold": (
+                5 if env_bool("DATABASE_PREPARED_STATEMENTS", True) else None
+            ),
             "pool": {
                 "min_size": env_int("DATABASE_POOL_MIN", 2, minimum=0),
                 "max_size": env_int("DATABASE_POOL_MAX", 10, minimum=1),
                 # Seconds to wait for a connection before failing the request
                 # (a C-STORE then answers "out of resources" and is re-sent).
                 "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0, minimum=0.1),
-            }
+            },
         }
         return config
     VAR_DIR.mkdir(parents=True, exist_ok=True)
