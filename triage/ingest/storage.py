@@ -54,13 +54,27 @@ def write_incoming(
     name, so that the flush overlaps the database's commit. ``started`` is
     called once the file is open, just before the write itself.
     """
-    folder = root / INCOMING
-    folder.mkdir(parents=True, exist_ok=True)
-    temporary = folder / f"{secrets.token_hex(12)}{_TEMPORARY_SUFFIX}"
-    with temporary.open("xb") as handle:
-        if started is not None:
-            started()
-        handle.write(data)
+    temporary = root / INCOMING / f"{secrets.token_hex(12)}{_TEMPORARY_SUFFIX}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    # The caller waits for ``started`` before it parses the header: no
+    # mkdir() (and its exception when the folder exists) before every write.
+    try:
+        descriptor = os.open(temporary, flags, 0o666)
+    except FileNotFoundError:
+        temporary.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(temporary, flags, 0o666)
+    try:
+        try:
+            if started is not None:
+                started()
+            with memoryview(data) as remaining:
+                while remaining:
+                    remaining = remaining[os.write(descriptor, remaining) :]
+        finally:
+            os.close(descriptor)
+    except BaseException:
+        remove_quietly(temporary)  # a full disk leaves no partial file behind
+        raise
     return temporary
 
 
