@@ -11,22 +11,22 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pydicom
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import IntegrityError, OperationalError, transaction
+from django.db import OperationalError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from inference import manifest as mf
-from inference import preprocess, runtime
+from inference import preprocess, runtime, scoring_sql
 from inference.models import (
     Finding,
     FindingSetting,
@@ -36,11 +36,10 @@ from inference.models import (
     ScoreStatus,
 )
 from inference.signals import study_scored
-from radtriage.db import recoverable_transaction
+from radtriage.db import insert_rows, recoverable_transaction
 from triage.geometry import axial_of_plane, is_axial
 from triage.models import (
     AIStatus,
-    Instance,
     OrderPriority,
     PatientClass,
     Series,
@@ -465,19 +464,16 @@ def _current_series_facts(study_id: int) -> tuple[mf.SeriesFacts, ...]:
     )
     if body_part is None:
         return ()
-    series_rows = _series_rows(study_id)
     storage = Path(settings.RADTRIAGE_STORAGE_DIR)
     counts: dict[int, int] = {}
     firsts: dict[int, _FirstImage] = {}
-    for series_pk, plane, storage_path in (
-        Instance.objects.filter(series__study_id=study_id)
-        .order_by("series_id", "slice_position", "instance_number", "pk")
-        .values_list("series_id", "plane", "storage_path")
-    ):
-        counts[series_pk] = counts.get(series_pk, 0) + 1
-        if series_pk not in firsts:
-            firsts[series_pk] = _FirstImage(plane, storage / storage_path)
-    return _series_facts(body_part, series_rows, counts, firsts)
+    for row in scoring_sql.instances_of_study(study_id):
+        counts[row.series_id] = counts.get(row.series_id, 0) + 1
+        if row.series_id not in firsts:
+            firsts[row.series_id] = _FirstImage(row.plane, storage / row.storage_path)
+    return _series_facts(
+        body_part, scoring_sql.series_of_study(study_id), counts, firsts
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,31 +489,9 @@ class _FirstImage:
         return _axial(self.path)  # stored before planes were recorded
 
 
-@dataclass(frozen=True, slots=True)
-class _SeriesRow:
-    """The columns of a series row that scoring reads."""
-
-    pk: int
-    modality: str
-    body_part_examined: str
-    series_description: str
-    stable_at: datetime | None
-
-
-def _series_rows(study_id: int) -> list[_SeriesRow]:
-    return [
-        _SeriesRow(*values)
-        for values in Series.objects.filter(study_id=study_id)
-        .order_by("pk")
-        .values_list(
-            "pk", "modality", "body_part_examined", "series_description", "stable_at"
-        )
-    ]
-
-
 def _series_facts(
     study_body_part: str,
-    series_rows: list[_SeriesRow],
+    series_rows: list[scoring_sql.SeriesRow],
     counts: dict[int, int],
     firsts: dict[int, _FirstImage],
 ) -> tuple[mf.SeriesFacts, ...]:
@@ -598,33 +572,27 @@ class InstanceRef:
     order: float | None = None
     sop_instance_uid: str = ""
 
-    # The Instance columns that of() takes, in its order.
-    COLUMNS: ClassVar[tuple[str, ...]] = (
-        "pk",
-        "storage_path",
-        "sha256",
-        "pixel_layout",
-        "slice_position",
-        "instance_number",
-        "sop_instance_uid",
-    )
-
     @classmethod
-    def of(cls, values: Sequence[Any], storage: Path) -> InstanceRef:
-        """The reference to a stored instance from its ``COLUMNS`` values
-        (``values_list`` rows: the scorer reads many, model objects cost)."""
-        pk, storage_path, sha256, pixel_layout, position, number, uid = values
+    def of(cls, row: scoring_sql.InstanceRow, storage: Path) -> InstanceRef:
+        """The reference to a stored instance row."""
         try:
-            layout = PixelLayout.from_json(pixel_layout)
+            layout = PixelLayout.from_json(row.pixel_layout)
         except BadPixelLayout:
             layout = None  # pydicom reads the file instead
-        if position is not None:
-            order: float | None = position
-        elif number is not None:
-            order = float(number)
+        if row.slice_position is not None:
+            order: float | None = row.slice_position
+        elif row.instance_number is not None:
+            order = float(row.instance_number)
         else:
             order = None
-        return cls(pk, storage / storage_path, sha256, layout, order, uid)
+        return cls(
+            row.pk,
+            storage / row.storage_path,
+            row.sha256,
+            layout,
+            order,
+            row.sop_instance_uid,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -681,62 +649,45 @@ def _claim(study_id: int, now: datetime) -> ScoringJob | None:
     # time limit): the sweeper queues it again, so its commit need not wait
     # for the disk.
     with recoverable_transaction():
-        claimed = (
-            # A stable study, or one whose queued scoring is early (a series a
-            # model needs is complete). Otherwise one reopened by late images
-            # waits for the next stability, which queues it again.
-            Study.objects.filter(pk=study_id)
-            .filter(
-                Q(stable_at__isnull=False)
-                | Q(early_scoring_queued_at=F("scoring_queued_at"))
-            )
-            .filter(
-                Q(ai_status__in=[AIStatus.PENDING, AIStatus.QUEUED])
-                | Q(ai_status=AIStatus.SCORING, scoring_started_at__lt=stale_before)
-            )
-            .update(
-                ai_status=AIStatus.SCORING,
-                ai_status_reason="",
-                scoring_started_at=now,
-                version=F("version") + 1,
-            )
+        # A stable study, or one whose queued scoring is early (a series a
+        # model needs is complete). Otherwise one reopened by late images
+        # waits for the next stability, which queues it again.
+        claimed = scoring_sql.claim(
+            study_id,
+            now=now,
+            scoring=AIStatus.SCORING,
+            claimable=(AIStatus.PENDING, AIStatus.QUEUED),
+            stale_before=stale_before,
         )
-        if not claimed:
+        if claimed is None:
             return None
-        # Only the columns used: this runs for every study scored.
-        stable_at, body_part = Study.objects.values_list(
-            "stable_at", "body_part_examined"
-        ).get(pk=study_id)
-        early = stable_at is None
-        StudyEvent.objects.create(
-            study_id=study_id,
-            kind=StudyEvent.Kind.SCORING_STARTED,
-            at=now,
-            detail={"early": True} if early else {},
+        early, body_part = claimed.early, claimed.body_part_examined
+        insert_rows(
+            StudyEvent,
+            [
+                {
+                    "study_id": study_id,
+                    "kind": StudyEvent.Kind.SCORING_STARTED,
+                    "at": now,
+                    "detail": {"early": True} if early else {},
+                }
+            ],
         )
-        series_rows = _series_rows(study_id)
+        series_rows = scoring_sql.series_of_study(study_id)
         gathered: dict[int, list[InstanceRef]] = {}
         storage = Path(settings.RADTRIAGE_STORAGE_DIR)
         firsts: dict[int, _FirstImage] = {}
-        for series_id, plane, *values in (
-            Instance.objects.filter(series__study_id=study_id)
-            .order_by("series_id", "slice_position", "instance_number", "pk")
-            .values_list("series_id", "plane", *InstanceRef.COLUMNS)
-        ):
-            ref = InstanceRef.of(values, storage)
-            gathered.setdefault(series_id, []).append(ref)
-            if series_id not in firsts:
-                firsts[series_id] = _FirstImage(plane, ref.path)
+        for row in scoring_sql.instances_of_study(study_id):
+            ref = InstanceRef.of(row, storage)
+            gathered.setdefault(row.series_id, []).append(ref)
+            if row.series_id not in firsts:
+                firsts[row.series_id] = _FirstImage(row.plane, ref.path)
         instances = {pk: tuple(refs) for pk, refs in gathered.items()}
         transaction.on_commit(partial(_announce_changed, study_id), robust=True)
     # Files are read outside the transaction.
     counts = {pk: len(refs) for pk, refs in instances.items()}
     facts = _series_facts(body_part, series_rows, counts, firsts)
-    early_series = (
-        frozenset(s.pk for s in series_rows if s.stable_at is not None)
-        if early
-        else None
-    )
+    early_series = frozenset(s.pk for s in series_rows if s.stable) if early else None
     return ScoringJob(study_id, now, facts, instances, early_series)
 
 
@@ -1047,50 +998,57 @@ def _record_outcome(
         "is_current": True,
         "scored_at": now,
     }
-    result: ScoreResult | None = None
-    if outcome.insert_first:
-        try:
-            with transaction.atomic():
-                result = ScoreResult.objects.create(
-                    **key, **values, supersedes_id=previous_pk
-                )
-                created = True
-        except IntegrityError:
-            pass  # a run beside this one stored the same result just now
-    if result is None:
+    inserted = (
+        # Left out, without an error, when a run beside this one stored the
+        # same result just now: then it is updated below.
+        insert_rows(
+            ScoreResult,
+            [{**key, **values, "supersedes_id": previous_pk}],
+            skip_conflicts=True,
+        )
+        if outcome.insert_first
+        else []
+    )
+    if inserted:
+        result_pk, created = inserted[0], True
+    else:
         result, created = ScoreResult.objects.update_or_create(**key, defaults=values)
+        result_pk = result.pk
         if created and previous_pk is not None:
             result.supersedes_id = previous_pk
             result.save(update_fields=["supersedes"])
+        if not created:
+            result.findings.all().delete()
     if previous_pk is not None:  # else no other result of this model is current
         ScoreResult.objects.filter(
             study_id=job.study_id, model_id=entry.pk, is_current=True
-        ).exclude(pk=result.pk).update(is_current=False)
-    if not created:
-        result.findings.all().delete()
-    Finding.objects.bulk_create(
-        Finding(
-            result=result,
-            study_id=job.study_id,
-            code=f.code,
-            display=f.display,
-            severity=f.severity,
-            probability=f.probability,
-            threshold=f.threshold,
-            positive=f.probability >= f.threshold,
-            shadow=entry.mode == ModelMode.SHADOW,
-            key_instance_id=f.key_instance_pk,
-            key_sop_instance_uid=f.key_sop_instance_uid,
-            key_slice_index=f.key_index,
-            slice_probabilities=f.slice_probabilities,
-            heatmap_path=(
-                _write_heatmap(job.study_id, result.pk, f.code, f.heatmap_jpeg)
-                if f.heatmap_jpeg is not None
-                else ""
-            ),
-            created_at=now,
-        )
-        for f in outcome.findings
+        ).exclude(pk=result_pk).update(is_current=False)
+    insert_rows(
+        Finding,
+        [
+            {
+                "result_id": result_pk,
+                "study_id": job.study_id,
+                "code": f.code,
+                "display": f.display,
+                "severity": f.severity,
+                "probability": f.probability,
+                "threshold": f.threshold,
+                "positive": f.probability >= f.threshold,
+                "shadow": entry.mode == ModelMode.SHADOW,
+                "key_instance_id": f.key_instance_pk,
+                "key_sop_instance_uid": f.key_sop_instance_uid,
+                "key_slice_index": f.key_index,
+                "slice_probabilities": f.slice_probabilities,
+                "heatmap_path": (
+                    _write_heatmap(job.study_id, result_pk, f.code, f.heatmap_jpeg)
+                    if f.heatmap_jpeg is not None
+                    else ""
+                ),
+                "created_at": now,
+            }
+            for f in outcome.findings
+        ],
     )
     logger.info(
         "model %s %s on study_id=%s: %s",
@@ -1163,26 +1121,22 @@ def apply_results(
             version=F("version") + 1,
             updated_at=timezone.now(),
         )
-        StudyEvent.objects.create(
-            study_id=job.study_id,
-            kind=kind,
-            at=now,
-            detail={
-                "models": {
-                    o.entry.model_id: {
-                        "status": o.status.value,
-                        "mode": o.entry.mode.value,
-                    }
-                    for o in outcomes
-                },
-                "positive": sorted(
-                    f"{o.entry.model_id}:{f.code}"
-                    for o in scored
-                    for f in o.findings
-                    if f.probability >= f.threshold
-                ),
-                "amended": changed and was_scored,
+        detail = {
+            "models": {
+                o.entry.model_id: {"status": o.status.value, "mode": o.entry.mode.value}
+                for o in outcomes
             },
+            "positive": sorted(
+                f"{o.entry.model_id}:{f.code}"
+                for o in scored
+                for f in o.findings
+                if f.probability >= f.threshold
+            ),
+            "amended": changed and was_scored,
+        }
+        insert_rows(
+            StudyEvent,
+            [{"study_id": job.study_id, "kind": kind, "at": now, "detail": detail}],
         )
     transaction.on_commit(partial(_announce_scored, job.study_id, changed), robust=True)
 

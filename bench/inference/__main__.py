@@ -53,11 +53,11 @@ def main() -> int:
     from django.utils import timezone
     from pydicom.filewriter import dcmwrite
 
-    from inference import preprocess, runtime, services
+    from inference import preprocess, runtime, scoring_sql, services
     from inference.models import ScoreResult
     from inference.signals import study_scored
     from triage.ingest.core import store_instance
-    from triage.models import AIStatus, Instance, Study
+    from triage.models import AIStatus, Study
     from triage.signals import study_changed
     from triage.synthetic import HemorrhageType, make_ct_head_study
 
@@ -94,9 +94,7 @@ def main() -> int:
         preprocess.SliceRef(r.pk, r.path, r.layout, r.order, r.sop_instance_uid)
         for r in (
             services.InstanceRef.of(row, storage)
-            for row in Instance.objects.filter(series__study_id=study_id).values_list(
-                *services.InstanceRef.COLUMNS
-            )
+            for row in scoring_sql.instances_of_study(study_id)
         )
     ]
     ready = preprocess.read_series(refs, entry.loaded.manifest.input.pixel_space).pixels

@@ -1,0 +1,163 @@
+"""Plain SQL for the scoring hot path, used by :mod:`inference.services` only.
+
+Every study scored is claimed first: the ORM's query building for the claim
+and its reads cost more CPU than the database spends on them (the same case as
+:mod:`triage.ingest_sql`). Table and column names come from the models; every
+value is a query parameter. PostgreSQL and SQLite alike.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+from triage.models import Instance, Series, Study
+
+_STUDY = Study._meta.db_table
+_SERIES = Series._meta.db_table
+_INSTANCE = Instance._meta.db_table
+
+# A stable study, or one whose queued scoring is early (a series a model needs
+# is complete); queued or pending, or scoring for longer than the time limit.
+_CLAIM = (
+    f"UPDATE {_STUDY} SET ai_status = %s, ai_status_reason = '',"  # noqa: S608
+    " scoring_started_at = %s, version = version + 1"
+    " WHERE id = %s"
+    " AND (stable_at IS NOT NULL OR early_scoring_queued_at = scoring_queued_at)"
+    " AND (ai_status IN (%s, %s) OR (ai_status = %s AND scoring_started_at < %s))"
+    # The column itself, not "stable_at IS NULL": SQLite 3.40 evaluates that
+    # expression wrongly in a RETURNING clause (0 for a NULL column).
+    " RETURNING stable_at, body_part_examined"
+)
+_SERIES_OF_STUDY = (
+    "SELECT id, modality, body_part_examined, series_description,"  # noqa: S608
+    f" stable_at FROM {_SERIES} WHERE study_id = %s ORDER BY id"
+)
+# In slice order, as the ORM's order_by() would give it on the same database.
+_INSTANCES_OF_STUDY = (
+    "SELECT i.series_id, i.plane, i.id, i.storage_path, i.sha256,"  # noqa: S608
+    " i.pixel_layout, i.slice_position, i.instance_number, i.sop_instance_uid"
+    f" FROM {_INSTANCE} i JOIN {_SERIES} s ON s.id = i.series_id"
+    " WHERE s.study_id = %s"
+    " ORDER BY i.series_id, i.slice_position, i.instance_number, i.id"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedStudy:
+    """What the claim of a study read of it."""
+
+    early: bool  # not stable yet: an early run
+    body_part_examined: str
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesRow:
+    """The columns of a series row that scoring reads."""
+
+    pk: int
+    modality: str
+    body_part_examined: str
+    series_description: str
+    stable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRow:
+    """The columns of an instance row that scoring reads, in slice order."""
+
+    series_id: int
+    plane: str
+    pk: int
+    storage_path: str
+    sha256: str
+    pixel_layout: Any  # as stored (a JSON object or None)
+    slice_position: float | None
+    instance_number: int | None
+    sop_instance_uid: str
+
+
+def claim(
+    study_id: int,
+    *,
+    now: datetime,
+    scoring: str,
+    claimable: tuple[str, str],
+    stale_before: datetime,
+) -> ClaimedStudy | None:
+    """Set a claimable study to ``scoring`` as of ``now``; None if not claimable.
+
+    Args:
+        study_id: The study.
+        now: The claim's time (the study's scoring start).
+        scoring: The AI status "scoring".
+        claimable: The statuses a study is claimed from (pending, queued).
+        stale_before: A study scoring since before this is claimed again.
+    """
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CLAIM,
+            [
+                scoring,
+                adapt(now),
+                study_id,
+                *claimable,
+                scoring,
+                adapt(stale_before),
+            ],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return ClaimedStudy(early=row[0] is None, body_part_examined=str(row[1]))
+
+
+def series_of_study(study_id: int) -> list[SeriesRow]:
+    """The study's series, in the order they were first received."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SERIES_OF_STUDY, [study_id])
+        return [
+            SeriesRow(int(pk), modality, body_part, description, stable_at is not None)
+            for pk, modality, body_part, description, stable_at in cursor.fetchall()
+        ]
+
+
+def instances_of_study(study_id: int) -> list[InstanceRow]:
+    """The study's instances, by series and in slice order."""
+    with connection.cursor() as cursor:
+        cursor.execute(_INSTANCES_OF_STUDY, [study_id])
+        rows = cursor.fetchall()
+    return [
+        InstanceRow(
+            int(series_id),
+            plane,
+            int(pk),
+            storage_path,
+            sha256,
+            _json(pixel_layout),
+            position,
+            number,
+            uid,
+        )
+        for (
+            series_id,
+            plane,
+            pk,
+            storage_path,
+            sha256,
+            pixel_layout,
+            position,
+            number,
+            uid,
+        ) in rows
+    ]
+
+
+def _json(value: Any) -> Any:
+    # SQLite gives JSON columns back as text; so does Django's psycopg setup.
+    return json.loads(value) if isinstance(value, str) else value
