@@ -13,8 +13,11 @@ dcmtk's storescu to
 
 then stores the same files by STOW-RS, one multipart request, to RadTriage's web
 process (uvicorn) and to Orthanc's DICOMweb plugin. Every dcmtk program runs with
-TCP_NODELAY=1. Prints instances/s and MB/s (median of the repeats), the ratios,
-and the listener's peak memory while receiving.
+TCP_NODELAY=1. Each receiver, once started, first stores a small other study
+(untimed): a receiver in service is warm (connections, caches, prepared
+statements), and the figure is its steady state. Prints instances/s and MB/s
+(median of the repeats), the ratios, and the listener's peak memory while
+receiving.
 
 Needs PostgreSQL (``--postgres-url``, default $TEST_POSTGRES_URL or the local
 server) and Redis (``--redis-url``), and the Debian packages dcmtk, orthanc and
@@ -49,6 +52,7 @@ DCMTK_ENV = {"TCP_NODELAY": "1"}
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 TARGET_RATIO = 1.0
 TARGET_PEAK_MB = 300
+WARMUP_SLICES = 5
 
 
 @dataclass
@@ -88,6 +92,7 @@ def main() -> int:
         return 2
 
     files = study_files(args.seed, args.slices, args.size)
+    warmup = study_files(args.seed + 1, WARMUP_SLICES, args.size)
     megabytes = sum(p.stat().st_size for p in files) / 1e6
     count = len(files)
     print(
@@ -110,28 +115,30 @@ def main() -> int:
         with radtriage(args.postgres_url, args.redis_url, work) as target:
             for repeat in range(args.repeat):
                 with storescp(work / f"storescp-{repeat}") as port:
+                    storescu(port, "ANY", warmup)
                     runs["storescp"].seconds.append(storescu(port, "ANY", files))
                 with orthanc(work / f"orthanc-{repeat}") as (port, http_url):
+                    storescu(port, "ORTHANC", warmup)
                     runs["orthanc"].seconds.append(storescu(port, "ORTHANC", files))
                 with orthanc(work / f"orthanc-stow-{repeat}") as (port, http_url):
+                    stow(f"{http_url}/dicom-web/studies", warmup, {})
                     runs["stow-orthanc"].seconds.append(
                         stow(f"{http_url}/dicom-web/studies", files, {})
                     )
                 target.reset()
                 with target.listener() as (port, peak):
+                    storescu(port, "RADTRIAGE", warmup)
                     runs["radtriage"].seconds.append(storescu(port, "RADTRIAGE", files))
-                    target.check_stored(count)
+                    target.check_stored(len(warmup) + count)
                 peaks.append(peak())
                 target.reset()
                 with target.web() as base_url:
+                    token = {"Authorization": f"Token {target.token}"}
+                    stow(f"{base_url}/dicomweb/studies", warmup, token)
                     runs["stow-radtriage"].seconds.append(
-                        stow(
-                            f"{base_url}/dicomweb/studies",
-                            files,
-                            {"Authorization": f"Token {target.token}"},
-                        )
+                        stow(f"{base_url}/dicomweb/studies", files, token)
                     )
-                    target.check_stored(count)
+                    target.check_stored(len(warmup) + count)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
