@@ -12,6 +12,7 @@ overlay of the key slice.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -141,7 +142,20 @@ def reused_volumes() -> Iterator[None]:
 # One reader thread per process helps whichever scoring run asks while it is
 # free: a positioned read and a cast release the GIL, so two threads read a
 # series in about 60 % of the time of one.
-_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="radtriage-read")
+_reader_lock = threading.Lock()
+_reader: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _reader_thread() -> ThreadPoolExecutor:
+    """The process's reader thread (made again in a forked worker process)."""
+    global _reader
+    with _reader_lock:
+        if _reader is None or _reader[0] != os.getpid():
+            _reader = (
+                os.getpid(),
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="radtriage-read"),
+            )
+        return _reader[1]
 
 
 def _each_slice(work: Callable[[int], None], count: int) -> None:
@@ -167,7 +181,7 @@ def _each_slice(work: Callable[[int], None], count: int) -> None:
                 failed.set()
                 raise
 
-    helper = _reader.submit(drain) if count > 1 else None
+    helper = _reader_thread().submit(drain) if count > 1 else None
     try:
         drain()
     finally:
