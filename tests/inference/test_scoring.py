@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -315,6 +316,46 @@ def test_a_heatmap_that_cannot_be_drawn_leaves_the_finding_without_a_picture(
     assert finding.positive
     assert finding.heatmap_path == ""
     assert not (storage_dir / services.HEATMAP_DIR).exists()
+
+
+def test_a_study_is_claimed_once_and_again_only_when_its_scoring_went_stale(
+    store_study: Callable[..., Study],
+) -> None:
+    study = store_study(make_ct_head_study(31, slices=8, size=64))
+    now = timezone.now()
+    job = services._claim(study.pk, now)
+    assert job is not None and job.early_series is None
+    assert [len(refs) for refs in job.instances.values()] == [8]
+    study.refresh_from_db()
+    assert (study.ai_status, study.scoring_started_at) == (AIStatus.SCORING, now)
+    assert StudyEvent.objects.filter(study=study, kind="scoring_started").count() == 1
+    # Scoring now: not claimed again until past the time limit.
+    assert services._claim(study.pk, now + timedelta(seconds=5)) is None
+    later = now + timedelta(seconds=settings.RADTRIAGE_SCORE_TIME_LIMIT + 31)
+    assert services._claim(study.pk, later) is not None
+    # Done: never claimed.
+    Study.objects.filter(pk=study.pk).update(ai_status=AIStatus.SCORED)
+    assert services._claim(study.pk, later + timedelta(hours=1)) is None
+
+
+def test_a_receiving_study_is_claimed_only_for_an_early_run(
+    store_study: Callable[..., Study],
+) -> None:
+    study = store_study(
+        make_ct_head_study(32, slices=8, size=64),
+        stable=False,
+        ai_status=AIStatus.QUEUED,
+    )
+    assert services._claim(study.pk, timezone.now()) is None
+    queued = timezone.now()
+    Study.objects.filter(pk=study.pk).update(
+        scoring_queued_at=queued, early_scoring_queued_at=queued
+    )
+    job = services._claim(study.pk, timezone.now())
+    assert job is not None
+    assert job.early_series == frozenset()  # no series is complete yet
+    detail = StudyEvent.objects.get(study=study, kind="scoring_started").detail
+    assert detail == {"early": True}
 
 
 def test_the_plane_comes_from_ingest_else_from_the_header(bleed: Study) -> None:
