@@ -12,6 +12,7 @@ from django.utils import timezone
 from pydicom.filewriter import dcmwrite
 
 from inference import runtime, services
+from inference.signals import study_scored
 from triage.ingest.core import store_instance
 from triage.models import Study
 from triage.synthetic import SyntheticStudy
@@ -50,3 +51,16 @@ def store_study(db: None) -> Callable[..., Study]:
         return Study.objects.get(pk=study_id)
 
     return store
+
+
+@pytest.fixture
+def scored_signals() -> Iterator[list[dict[str, Any]]]:
+    """What the study_scored signal sent during the test."""
+    received: list[dict[str, Any]] = []
+
+    def receiver(sender: Any, **kwargs: Any) -> None:
+        received.append(kwargs)
+
+    study_scored.connect(receiver, dispatch_uid="test-scored")
+    yield received
+    study_scored.disconnect(dispatch_uid="test-scored")

@@ -16,7 +16,6 @@ from pydicom.uid import generate_uid
 
 from inference import services, tasks
 from inference.models import Finding, ModelMode, RegisteredModel, ScoreResult
-from inference.signals import study_scored
 from tests.inference.conftest import dicom_bytes
 from triage import services as triage_services
 from triage.ingest.core import store_instance
@@ -47,18 +46,6 @@ def sent() -> Iterator[mock.MagicMock]:
     """The scoring tasks sent (the test runs them itself)."""
     with mock.patch.object(tasks.score_study, "apply_async") as send:
         yield send
-
-
-@pytest.fixture
-def scored_signals() -> Iterator[list[dict[str, Any]]]:
-    received: list[dict[str, Any]] = []
-
-    def receiver(sender: Any, **kwargs: Any) -> None:
-        received.append(kwargs)
-
-    study_scored.connect(receiver, dispatch_uid="test-early-scored")
-    yield received
-    study_scored.disconnect(dispatch_uid="test-early-scored")
 
 
 @pytest.fixture

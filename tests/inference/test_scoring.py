@@ -49,18 +49,6 @@ def score(study: Study) -> bool:
 
 
 @pytest.fixture
-def scored_signals() -> Any:
-    received: list[dict[str, Any]] = []
-
-    def receiver(sender: Any, **kwargs: Any) -> None:
-        received.append(kwargs)
-
-    study_scored.connect(receiver, dispatch_uid="test-scored")
-    yield received
-    study_scored.disconnect(dispatch_uid="test-scored")
-
-
-@pytest.fixture
 def bleed(store_study: Callable[..., Study]) -> Study:
     return store_study(
         make_ct_head_study(

@@ -67,9 +67,9 @@ def write_incoming(
         try:
             if started is not None:
                 started()
-            with memoryview(data) as remaining:
-                while remaining:
-                    remaining = remaining[os.write(descriptor, remaining) :]
+            remaining = memoryview(data)
+            while remaining:
+                remaining = remaining[os.write(descriptor, remaining) :]
         finally:
             os.close(descriptor)
     except BaseException:
