@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+
+# A runtime requirement (requirements*.in): it is made to be imported at run time,
+# giving Django's generic classes the __class_getitem__ the type hints need.
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
@@ -243,7 +246,9 @@ else:
     }
 
 # Celery: the broker is Redis in production and in-memory in the embedded mode.
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# The memory transport's URL names a host: without one kombu warns "No hostname
+# was supplied" at every start of the embedded mode.
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = (
     # kombu's memory transport sleeps this long whenever it finds nothing; the
     # default of 1 s makes every task wait seconds.

@@ -158,6 +158,27 @@ def seed_case(case: DemoCase, *, slices: int, now: datetime) -> int:
     return study_id
 
 
+def seed_demo(
+    *, password: str | None, studies: int, slices: int, now: datetime
+) -> dict[Role, tuple[str, str]]:
+    """Create (or reset) the demo users and send the first ``studies`` demo cases.
+
+    Returns each role's username and password (random unless ``password``).
+    """
+    logins = make_demo_users(password)
+    for case in DEMO_CASES[: max(0, studies)]:
+        seed_case(case, slices=slices, now=now)
+    return logins
+
+
+def format_logins(logins: dict[Role, tuple[str, str]]) -> list[str]:
+    """The lines that show the demo logins, one per role."""
+    return ["Demo logins (role: username / password):"] + [
+        f"  {role.value}: {username} / {password}"
+        for role, (username, password) in logins.items()
+    ]
+
+
 def next_feed_case(index: int) -> DemoCase:
     """The ``index``-th case of the live demo feed: a fresh study each time.
 

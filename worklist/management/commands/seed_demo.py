@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
-from worklist.demo import DEMO_CASES, make_demo_users, seed_case
+from worklist.demo import DEMO_CASES, format_logins, seed_demo
 
 
 class Command(BaseCommand):
@@ -25,11 +25,13 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        logins = make_demo_users(options["password"])
-        cases = DEMO_CASES[: max(0, options["studies"])]
-        for case in cases:
-            seed_case(case, slices=options["slices"], now=timezone.now())
-        self.stdout.write(f"Seeded {len(cases)} synthetic studies.")
-        self.stdout.write("Demo logins (role: username / password):")
-        for role, (username, password) in logins.items():
-            self.stdout.write(f"  {role.value}: {username} / {password}")
+        studies = min(max(0, options["studies"]), len(DEMO_CASES))
+        logins = seed_demo(
+            password=options["password"],
+            studies=studies,
+            slices=options["slices"],
+            now=timezone.now(),
+        )
+        self.stdout.write(f"Seeded {studies} synthetic studies.")
+        for line in format_logins(logins):
+            self.stdout.write(line)

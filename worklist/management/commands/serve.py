@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Any
+from typing import Any, TextIO
 
 import uvicorn
 from celery.beat import EmbeddedService
 from celery.worker import state as worker_state
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
 from radtriage.celery import app as celery_app
 from triage.ingest.scp import start_listener
-from worklist.demo import feed_demo
+from worklist.demo import DEMO_CASES, feed_demo, format_logins, seed_demo
 
 WORKER_START_TIMEOUT_SECONDS = 30
 WORKER_STOP_TIMEOUT_SECONDS = 120
+DEMO_SEED_SLICES = 24
 
 
 class Command(BaseCommand):
@@ -40,6 +42,12 @@ class Command(BaseCommand):
             metavar="SECONDS",
             help="send a synthetic study through the ingest path every SECONDS "
             "(the demo; 0, the default, sends none)",
+        )
+        parser.add_argument(
+            "--seed-demo",
+            action="store_true",
+            help="create the demo users (new random passwords) and studies, and "
+            "print the logins once the web server is up",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -71,6 +79,16 @@ class Command(BaseCommand):
         )
         beat.start()  # type: ignore[union-attr]  # thread=True: a _Threaded
         listener = None if options["no_listener"] else start_listener(block=False)
+        logins = (
+            seed_demo(
+                password=None,
+                studies=len(DEMO_CASES),
+                slices=DEMO_SEED_SLICES,
+                now=timezone.now(),
+            )
+            if options["seed_demo"]
+            else {}
+        )
         feed_stop = threading.Event()
         if options["demo_feed"] > 0:
             threading.Thread(
@@ -85,11 +103,10 @@ class Command(BaseCommand):
         # the worker mid-task; a no-op handler installed first prevents that.
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: None)
-        self.stdout.write(
-            f"RadTriage serving on http://{options['host']}:{options['port']}/",
-        )
+        url = f"http://{options['host']}:{options['port']}/"
+        self.stdout.write(f"RadTriage serving on {url}")
         self.stdout.flush()
-        uvicorn.Server(
+        server = uvicorn.Server(
             uvicorn.Config(
                 "radtriage.asgi:application",
                 host=options["host"],
@@ -97,7 +114,18 @@ class Command(BaseCommand):
                 log_level="info",
                 lifespan="off",
             )
-        ).run()
+        )
+        if logins:
+            # Printed once the server is up, after its start-up logs, so that
+            # the URL and the logins are not lost among them.
+            lines = [f"RadTriage is up on {url}", *format_logins(logins)]
+            threading.Thread(
+                target=_announce_when_started,
+                args=(server, lines, self.stdout),
+                name="announce",
+                daemon=True,
+            ).start()
+        server.run()
 
         feed_stop.set()
         beat.stop()
@@ -107,3 +135,15 @@ class Command(BaseCommand):
         worker_state.should_stop = 0  # type: ignore[assignment]
         worker_thread.join(WORKER_STOP_TIMEOUT_SECONDS)
         self.stdout.write("RadTriage stopped")
+
+
+def _announce_when_started(
+    server: uvicorn.Server, lines: list[str], out: TextIO
+) -> None:
+    """Write ``lines`` once ``server`` accepts connections (never if it fails)."""
+    while not server.started:
+        if server.should_exit:
+            return
+        threading.Event().wait(0.05)
+    out.write("\n".join(lines) + "\n")
+    out.flush()
