@@ -21,9 +21,10 @@ FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="RadTriage" \
       org.opencontainers.image.description="Radiology worklist triage" \
       org.opencontainers.image.licenses="Apache-2.0"
+# A home of its own: ONNX Runtime keeps a small file there.
 RUN groupadd --system --gid 10001 radtriage \
-    && useradd --system --uid 10001 --gid radtriage --home-dir /app \
-       --no-create-home --shell /usr/sbin/nologin radtriage \
+    && useradd --system --uid 10001 --gid radtriage --home-dir /home/radtriage \
+       --create-home --shell /usr/sbin/nologin radtriage \
     && mkdir -p /var/lib/radtriage/var /var/lib/radtriage/dicom \
     && chown -R radtriage:radtriage /var/lib/radtriage
 COPY --from=build /opt/radtriage/venv /opt/radtriage/venv
