@@ -16,6 +16,7 @@ from celery.worker import state as worker_state
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from inference import runtime, startup
 from radtriage.celery import app as celery_app
 from triage.ingest.scp import start_listener
 from worklist.demo import feed_demo
@@ -48,6 +49,12 @@ class Command(BaseCommand):
                 "serve is the embedded mode; with REDIS_URL set run web, worker, "
                 "beat and listener as separate processes (see README)"
             )
+        try:
+            # Before any work is accepted: the models open here, in this process.
+            startup.check_inference_device()
+            startup.load_sessions()
+        except runtime.InferenceDeviceError as exc:
+            raise CommandError(str(exc)) from exc
         ready = threading.Event()
         worker = celery_app.WorkController(
             pool="threads",
