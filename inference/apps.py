@@ -47,7 +47,20 @@ class InferenceConfig(AppConfig):
     verbose_name = "AI scoring"
 
     def ready(self) -> None:
+        from celery.signals import worker_init, worker_process_init
+        from django.test.signals import setting_changed
+
+        from inference import startup
         from triage.signals import series_stable, study_stable
+
+        startup.configure_runtime()
+        setting_changed.connect(
+            startup.configure_runtime, dispatch_uid="inference-runtime-settings"
+        )
+        worker_init.connect(startup.on_worker_init, dispatch_uid="inference-device")
+        worker_process_init.connect(
+            startup.on_worker_process_init, dispatch_uid="inference-sessions"
+        )
 
         study_stable.connect(_on_study_stable, dispatch_uid="inference-score-stable")
         series_stable.connect(

@@ -2,6 +2,8 @@
 
 Plain Python (ONNX Runtime, numpy, OpenCV; no Django): used by the training
 script to write the model cards, and by the tests to check the committed models.
+Models run through the production runtime (``inference.runtime``), aggregated as
+the scorer aggregates; the AUC is site validation's (``validation.roc_auc``).
 """
 
 from __future__ import annotations
@@ -13,74 +15,23 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 from numpy.typing import NDArray
 
+from inference import runtime
 from inference.manifest import LoadedManifest
-from inference.preprocess import F32, chunks, gray8_to_pixels
+from inference.preprocess import F32, gray8_to_pixels
 from inference.preprocess import aggregate as aggregate
+from inference.validation import roc_auc
+
+# Slices per run, as RADTRIAGE_INFERENCE_BATCH's default.
+BATCH = 64
 
 
-def roc_auc(labels: Sequence[bool], scores: Sequence[float]) -> float:
-    """Area under the ROC curve (Mann-Whitney U, ties counted half).
-
-    Args:
-        labels: True for positives.
-        scores: Higher means more likely positive.
-
-    Returns:
-        AUC in [0, 1]; NaN when one class is missing.
-    """
-    y = np.asarray(labels, dtype=bool)
-    s = np.asarray(scores, dtype=np.float64)
-    positives, negatives = s[y], s[~y]
-    if positives.size == 0 or negatives.size == 0:
-        return float("nan")
-    order = np.argsort(np.concatenate([positives, negatives]), kind="mergesort")
-    ranks = np.empty(order.size, dtype=np.float64)
-    ranks[order] = np.arange(1, order.size + 1)
-    # Average the ranks of ties.
-    values = np.concatenate([positives, negatives])
-    for value in np.unique(values):
-        tied = values == value
-        if tied.sum() > 1:
-            ranks[tied] = ranks[tied].mean()
-    u = ranks[: positives.size].sum() - positives.size * (positives.size + 1) / 2
-    return float(u / (positives.size * negatives.size))
-
-
-def open_session(model: LoadedManifest, threads: int = 2) -> ort.InferenceSession:
-    """A CPU session for evaluation (reproducible figures on any machine)."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    return ort.InferenceSession(
-        str(model.model_path), sess_options=options, providers=["CPUExecutionProvider"]
-    )
-
-
-def run_series(
-    session: ort.InferenceSession, model: LoadedManifest, pixels: F32, batch: int = 64
-) -> tuple[F32, F32 | None]:
-    """Run an in-graph model over (slices, 1, rows, columns) pixel values."""
-    manifest = model.manifest
-    names = [manifest.outputs.probabilities]
-    if manifest.outputs.heatmap:
-        names.append(manifest.outputs.heatmap)
-    probabilities, heatmaps = [], []
-    for chunk in chunks(pixels.shape[0], batch, manifest.input.context):
-        out = session.run(
-            names, {manifest.input.name: pixels[chunk.start : chunk.stop]}
-        )
-        lo = chunk.keep_start - chunk.start
-        hi = lo + chunk.keep_stop - chunk.keep_start
-        probabilities.append(np.asarray(out[0], np.float32)[lo:hi])
-        if len(out) > 1:
-            heatmaps.append(np.asarray(out[1], np.float32)[lo:hi])
-    return (
-        np.concatenate(probabilities),
-        np.concatenate(heatmaps) if heatmaps else None,
-    )
+def cpu_session(model: LoadedManifest, threads: int = 2) -> runtime.Session:
+    """The production runtime's session on the CPU (figures reproducible on any
+    machine); the scorer's own sessions come from ``runtime.get_session``."""
+    config = runtime.RuntimeConfig(device="cpu", intra_op_threads=threads)
+    return runtime.Session(model.manifest, model.model_path, config)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +52,7 @@ class Metrics:
 
     cases: int
     positives: int
-    study_auc: float
+    study_auc: float | None  # None: one class only (no AUC is defined)
     slice_auc: float | None
     sensitivity: float
     specificity: float
@@ -144,7 +95,7 @@ def summarise(results: Sequence[SeriesResult], threshold: float) -> Metrics:
 
 
 def score_volume(
-    session: ort.InferenceSession,
+    session: runtime.Session,
     model: LoadedManifest,
     pixels: F32,
     *,
@@ -153,8 +104,7 @@ def score_volume(
     slice_labels: Sequence[bool] = (),
 ) -> SeriesResult:
     """Score one series and aggregate it as the scorer does."""
-    probabilities, _ = run_series(session, model, pixels)
-    column = probabilities[:, 0]
+    column = session.score(pixels, batch=BATCH).probabilities[:, 0]
     study = aggregate(
         column, model.manifest.aggregation.method, model.manifest.aggregation.k
     )
@@ -183,7 +133,7 @@ def read_picture(path: Path) -> NDArray[np.uint8]:
 
 
 def evaluate_pictures(
-    session: ort.InferenceSession, model: LoadedManifest, folder: Path
+    session: runtime.Session, model: LoadedManifest, folder: Path
 ) -> list[SeriesResult]:
     """Score every picture listed in ``folder/labels.csv`` (image, label columns).
 

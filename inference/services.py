@@ -860,10 +860,8 @@ def _score_with(
             decoded[key] = volume
         outcome.instance_ids = list(volume.keys)
         session = runtime.get_session(manifest, entry.loaded.model_path)
-        pixels = volume.pixels
-        if not manifest.input.in_graph:
-            pixels = preprocess.network_input(pixels, manifest.input)
-        result = session.run(pixels, batch=settings.RADTRIAGE_INFERENCE_BATCH)
+        # The one path site validation runs too (validation_report.score_cases).
+        result = session.score(volume.pixels, batch=settings.RADTRIAGE_INFERENCE_BATCH)
         outcome.device = session.device
         outcome.findings = _findings(manifest, entry, volume, result)
     except FileNotFoundError:

@@ -18,9 +18,10 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from django.conf import settings
 from django.template.loader import render_to_string
 
-from inference import evaluation, validation
+from inference import evaluation, runtime, validation
 from inference.manifest import LoadedManifest
 from inference.preprocess import F32, SliceRef, aggregate, gray8_to_pixels, read_series
 
@@ -92,7 +93,8 @@ def read_cases(folder: Path, label_column: str | None = None) -> list[Case]:
 
 
 def _case_pixels(case: Case, model: LoadedManifest) -> tuple[F32, dict[str, str]]:
-    """The case as the model's input pixels, and groups read from the case."""
+    """The case's pixels in the model's pixel space, read as the scorer reads a
+    series (``read_series``), and groups read from the case."""
     if case.path.suffix.lower() in PICTURE_SUFFIXES:
         picture = evaluation.read_picture(case.path)
         side = max(picture.shape[:2])
@@ -115,6 +117,8 @@ class ScoredCases:
     labels: tuple[bool, ...]
     scores: tuple[float, ...]
     groups: dict[str, tuple[str, ...]]
+    # The execution provider that ran the model (as a result's provenance).
+    provider: str = ""
 
 
 def score_cases(
@@ -123,19 +127,26 @@ def score_cases(
     finding_index: int,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> ScoredCases:
-    """Score every case with the model as the scorer would (study probability).
+    """Score every case exactly as the scorer does (study probability).
+
+    The production runtime's session for the model (device, threads and batch
+    from the settings), the scorer's preprocessing and its aggregation: a
+    report describes what production runs.
 
     Args:
         finding_index: which of the model's outputs (findings) to validate.
         progress: called after each case with (done, total, case name).
+
+    Raises:
+        runtime.InferenceDeviceError: device cuda, and CUDA cannot be used.
     """
-    session = evaluation.open_session(model)
+    session = runtime.get_session(model.manifest, model.model_path)
     names, labels, scores = [], [], []
     groups: dict[str, list[str]] = {}
     for done, case in enumerate(cases, start=1):
         pixels, derived = _case_pixels(case, model)
-        probabilities, _ = evaluation.run_series(session, model, pixels)
-        column = np.asarray(probabilities)[:, finding_index]
+        outputs = session.score(pixels, batch=settings.RADTRIAGE_INFERENCE_BATCH)
+        column = np.asarray(outputs.probabilities)[:, finding_index]
         aggregation = model.manifest.aggregation
         study = aggregate(column, aggregation.method, aggregation.k)
         names.append(case.name)
@@ -150,6 +161,7 @@ def score_cases(
         tuple(labels),
         tuple(scores),
         {k: tuple(v) for k, v in groups.items() if len(v) == len(cases)},
+        provider=session.provider,
     )
 
 
@@ -163,6 +175,7 @@ class ReportContext:
     data_folder: str
     threshold_source: str
     created_at: datetime
+    provider: str = ""  # the execution provider that scored the cases
 
 
 def render_report(context: ReportContext, result: validation.Validation) -> str:

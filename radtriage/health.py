@@ -14,6 +14,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from inference import runtime
 from radtriage.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
@@ -53,11 +54,34 @@ def _check_storage() -> str:
     return "ok"
 
 
+def _inference() -> dict[str, object]:
+    """Where each model runs: its session's provider in a process that loaded
+    it (worker, serve), else where it would run (the web process loads none)."""
+    from inference import services
+
+    plan = runtime.device_plan()
+    loaded, _ = services.discover_models(Path(settings.RADTRIAGE_MODELS_DIR))
+    return {
+        "device": plan.device,
+        "providers": list(plan.providers),
+        "reason": plan.reason,
+        "models": {
+            d.model_id: {
+                "version": d.version,
+                "provider": d.provider,
+                "loaded": d.loaded,
+                "reason": d.reason,
+            }
+            for d in runtime.model_devices([i.manifest for i in loaded])
+        },
+    }
+
+
 @login_not_required
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Database, broker and DICOM storage are all reachable."""
+    """Database, broker and DICOM storage are all reachable; where models run."""
     checks: dict[str, str] = {}
     ready = True
     for name, check in (
@@ -71,7 +95,16 @@ def readyz(request: HttpRequest) -> JsonResponse:
             ready = False
             checks[name] = f"unavailable: {type(exc).__name__}"
             logger.warning("readiness check %s failed: %s", name, type(exc).__name__)
+    try:
+        inference: dict[str, object] = _inference()
+    except Exception as exc:  # noqa: BLE001 - reported, not a readiness failure
+        inference = {"error": type(exc).__name__}
+        logger.warning("inference report failed: %s", type(exc).__name__)
     return JsonResponse(
-        {"status": "ok" if ready else "unavailable", "checks": checks},
+        {
+            "status": "ok" if ready else "unavailable",
+            "checks": checks,
+            "inference": inference,
+        },
         status=200 if ready else 503,
     )

@@ -362,9 +362,11 @@ if RADTRIAGE_NEW_MODEL_MODE not in ("active", "shadow", "disabled"):
     raise ImproperlyConfigured(
         "RADTRIAGE_NEW_MODEL_MODE must be active, shadow or disabled"
     )
-RADTRIAGE_INFERENCE_DEVICE = env_str("RADTRIAGE_INFERENCE_DEVICE", "auto")
-if RADTRIAGE_INFERENCE_DEVICE not in ("auto", "cpu"):
-    raise ImproperlyConfigured("RADTRIAGE_INFERENCE_DEVICE must be auto or cpu")
+# auto: the GPU when CUDA is usable, else the CPU (said once at start); cuda:
+# the GPU or the model-running processes refuse to start; cpu: never the GPU.
+RADTRIAGE_INFERENCE_DEVICE = env_str("RADTRIAGE_INFERENCE_DEVICE", "auto").lower()
+if RADTRIAGE_INFERENCE_DEVICE not in ("auto", "cpu", "cuda"):
+    raise ImproperlyConfigured("RADTRIAGE_INFERENCE_DEVICE must be auto, cpu or cuda")
 RADTRIAGE_ONNX_INTRA_OP_THREADS = env_int(
     "RADTRIAGE_ONNX_INTRA_OP_THREADS", 2, minimum=0
 )

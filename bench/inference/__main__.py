@@ -1,6 +1,7 @@
 """Time scoring a 40-slice head CT: the whole pipeline against the raw session.
 
     .venv/bin/python -m bench.inference [--slices 40] [--repeat 5] [--threads 2]
+        [--device auto|cpu|cuda]
 
 Pipeline: ``inference.services.score_study`` on a study stored through the real
 ingest path (read from storage, decode, HU, run the demo hemorrhage model with
@@ -32,7 +33,13 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", choices=["auto", "cpu"], default="auto")
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="RADTRIAGE_INFERENCE_DEVICE for the run; cuda stops with the reason "
+        "when CUDA cannot be used",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="radtriage-bench-inference-"))
@@ -53,7 +60,7 @@ def main() -> int:
     from django.utils import timezone
     from pydicom.filewriter import dcmwrite
 
-    from inference import preprocess, runtime, scoring_sql, services
+    from inference import preprocess, runtime, scoring_sql, services, startup
     from inference.models import ScoreResult
     from inference.signals import study_scored
     from triage.ingest.core import store_instance
@@ -61,6 +68,11 @@ def main() -> int:
     from triage.signals import study_changed
     from triage.synthetic import HemorrhageType, make_ct_head_study
 
+    try:
+        plan = startup.check_inference_device()
+    except runtime.InferenceDeviceError as exc:
+        print(f"bench inference: {exc}", file=sys.stderr)
+        return 2
     # The worklist's priority recompute listens to these; it is the next stage,
     # not scoring: left out of both measurements.
     study_changed.receivers.clear()
@@ -120,7 +132,12 @@ def main() -> int:
     raw = args.slices / statistics.median(raw_times)
     decode = args.slices / statistics.median(decode_times)
     ratio = pipeline / raw
-    print(f"model demo-ich-ct on {session.device}, {args.threads} intra-op threads")
+    print(
+        f"model demo-ich-ct on {session.provider} (device {args.device}), "
+        f"{args.threads} intra-op threads"
+    )
+    if session.provider != runtime.CUDA:
+        print(f"  not on the GPU: {session.reason or plan.reason}")
     print("(worklist receivers of study_changed/study_scored disconnected)")
     print(f"{args.slices} slices of {args.size}x{args.size}, median of {args.repeat}")
     print(f"raw ONNX Runtime session on ready tensors: {raw:8.1f} slices/s")

@@ -205,7 +205,7 @@ def _hemorrhage(args: argparse.Namespace) -> None:
 
 def _evaluate_hemorrhage(folder: Path, held_out: int, training: dict[str, Any]) -> None:
     model = load_manifest(folder)
-    session = evaluation.open_session(model)
+    session = evaluation.cpu_session(model)
     results = [
         evaluation.score_volume(
             session,
@@ -285,7 +285,7 @@ def _fracture(args: argparse.Namespace) -> None:
 
 def _evaluate_fracture(folder: Path, held_out: int, training: dict[str, Any]) -> None:
     model = load_manifest(folder)
-    session = evaluation.open_session(model)
+    session = evaluation.cpu_session(model)
     results = [
         evaluation.score_volume(session, model, pixels, label=label)
         for pixels, label in data.held_out_fracture(held_out)

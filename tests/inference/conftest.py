@@ -28,8 +28,10 @@ def dicom_bytes(dataset: Any) -> bytes:
 def _fresh_runtime() -> Iterator[None]:
     services._discovered.clear()
     services._synced.clear()
+    runtime.clear_device_plans()
     yield
     runtime.clear_sessions()
+    runtime.clear_device_plans()
     services._discovered.clear()
     services._synced.clear()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from unittest import mock
 
 import pytest
 from django.test import Client
@@ -80,30 +79,6 @@ def test_an_administrator_overrides_a_threshold_in_the_admin(
         "ai_model.mode_changed",
         "ai_model.threshold_changed",
     }
-
-
-def test_cpu_only_machines_ask_for_the_cpu_provider_alone() -> None:
-    with (
-        mock.patch(
-            "onnxruntime.get_available_providers",
-            return_value=[runtime.CUDA, runtime.CPU],
-        ),
-        mock.patch.object(runtime, "gpu_usable", return_value=False),
-    ):
-        assert runtime.providers() == [runtime.CPU]
-
-
-def test_a_usable_gpu_gets_the_cuda_provider_first(settings: Any) -> None:
-    with (
-        mock.patch(
-            "onnxruntime.get_available_providers",
-            return_value=[runtime.CUDA, runtime.CPU],
-        ),
-        mock.patch.object(runtime, "gpu_usable", return_value=True),
-    ):
-        assert runtime.providers() == [runtime.CUDA, runtime.CPU]
-        settings.RADTRIAGE_INFERENCE_DEVICE = "cpu"
-        assert runtime.providers() == [runtime.CPU]
 
 
 def test_session_options_follow_the_settings(settings: Any) -> None:

@@ -15,7 +15,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from inference import validation
+from inference import evaluation, validation
 
 RNG = np.random.default_rng(7)
 LABELS = RNG.random(300) < 0.35
@@ -134,3 +134,47 @@ def test_validate_gathers_every_figure_and_a_drift_baseline() -> None:
     assert validation.plot_xy(0, 0) == (40.0, 280.0)
     assert validation.plot_xy(1, 1) == (280.0, 40.0)
     assert not math.isnan(result.calibration.brier_score)
+
+
+@pytest.mark.parametrize(
+    ("labels", "scores"),
+    [
+        ([], []),  # no cases
+        ([True, True], [0.1, 0.2]),  # positives only
+        ([False, False, False], [0.9, 0.1, 0.5]),  # negatives only
+    ],
+)
+def test_no_auc_is_defined_without_both_classes(
+    labels: list[bool], scores: list[float]
+) -> None:
+    # None, not NaN: the report and the model card print it as "n/a", and the
+    # metrics written as JSON stay valid JSON.
+    assert validation.roc_auc(labels, scores) is None
+
+
+def test_degenerate_scores_give_the_auc_their_ranking_deserves() -> None:
+    assert validation.roc_auc([True, False, True, False], [0.5] * 4) == 0.5
+    assert validation.roc_auc([True, False], [0.9, 0.1]) == 1.0
+    assert validation.roc_auc([True, False], [0.1, 0.9]) == 0.0
+
+
+def test_bad_scores_are_refused() -> None:
+    with pytest.raises(ValueError, match="equal-length"):
+        validation.roc_auc([True, False], [0.5])
+    with pytest.raises(ValueError, match="finite"):
+        validation.roc_auc([True, False], [float("nan"), 0.5])
+
+
+def test_model_card_metrics_use_the_same_auc() -> None:
+    one_class = [
+        evaluation.SeriesResult(True, p, 0, -1, (True,), (p,)) for p in (0.2, 0.7)
+    ]
+    metrics = evaluation.summarise(one_class, 0.5)
+    assert metrics.study_auc is None and metrics.slice_auc is None
+    both = [
+        evaluation.SeriesResult(label, p, 0, -1, (label,), (p,))
+        for label, p in zip(LABELS.tolist(), SCORES.tolist(), strict=True)
+    ]
+    assert evaluation.summarise(both, 0.5).study_auc == validation.roc_auc(
+        LABELS.tolist(), SCORES.tolist()
+    )

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from inference import services, validation
+from inference import runtime, services, validation
 from inference.models import FindingSetting
 from inference.validation_report import (
     ReportContext,
@@ -98,7 +98,14 @@ class Command(BaseCommand):
             if done == total or done % 10 == 0:
                 self.stdout.write(f"  scored {done}/{total} ({name})")
 
-        scored = score_cases(model, cases, codes.index(code), progress)
+        try:
+            scored = score_cases(model, cases, codes.index(code), progress)
+        except runtime.InferenceDeviceError as exc:
+            raise CommandError(str(exc)) from exc
+        if scored.provider:
+            self.stdout.write(
+                f"  scored by the production runtime on {scored.provider}"
+            )
         self.stdout.write(f"  bootstrap: {options['bootstrap']} resamples ...")
         result = validation.validate(
             scored.labels,
@@ -119,6 +126,7 @@ class Command(BaseCommand):
             data_folder=str(data),
             threshold_source=source,
             created_at=now,
+            provider=scored.provider,
         )
         out_dir = Path(settings.VAR_DIR) / "validation"
         out: Path = options["out"] or out_dir / (

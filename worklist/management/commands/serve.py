@@ -17,6 +17,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from inference import runtime, startup
 from radtriage.celery import app as celery_app
 from triage.ingest.scp import start_listener
 from worklist.demo import DEMO_CASES, feed_demo, format_logins, seed_demo
@@ -56,6 +57,12 @@ class Command(BaseCommand):
                 "serve is the embedded mode; with REDIS_URL set run web, worker, "
                 "beat and listener as separate processes (see README)"
             )
+        try:
+            # Before any work is accepted: the models open here, in this process.
+            startup.check_inference_device()
+            startup.load_sessions()
+        except runtime.InferenceDeviceError as exc:
+            raise CommandError(str(exc)) from exc
         ready = threading.Event()
         worker = celery_app.WorkController(
             pool="threads",
