@@ -17,6 +17,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from triage.vocabulary import Severity
+
 MANIFEST_FILE: Final = "manifest.json"
 SCHEMA_VERSION: Final = 1
 _ID_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
@@ -26,14 +28,6 @@ _E = TypeVar("_E", bound="StrEnum")
 
 class ManifestError(ValueError):
     """A manifest is malformed, or its model file is missing or altered."""
-
-
-class Severity(StrEnum):
-    """Clinical severity of a finding when positive."""
-
-    CRITICAL = "critical"
-    URGENT = "urgent"
-    NON_URGENT = "non-urgent"
 
 
 class Task(StrEnum):

@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Q
 
 from triage.models import Instance, Series, Study
+from triage.vocabulary import Severity, choices
 
 
 class ModelMode(models.TextChoices):
@@ -16,12 +17,6 @@ class ModelMode(models.TextChoices):
     # Scores and records, but touches neither priority nor alerts.
     SHADOW = "shadow", "Shadow (silent)"
     DISABLED = "disabled", "Disabled"
-
-
-class Severity(models.TextChoices):
-    CRITICAL = "critical", "Critical"
-    URGENT = "urgent", "Urgent"
-    NON_URGENT = "non-urgent", "Non-urgent"
 
 
 class RegisteredModel(models.Model):
@@ -60,7 +55,7 @@ class FindingSetting(models.Model):
     )
     code = models.CharField(max_length=32)
     display = models.CharField(max_length=128)
-    severity = models.CharField(max_length=16, choices=Severity.choices)
+    severity = models.CharField(max_length=16, choices=choices(Severity))
     default_threshold = models.FloatField()
     threshold_override = models.FloatField(null=True, blank=True)
 
@@ -173,7 +168,7 @@ class Finding(models.Model):
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="findings")
     code = models.CharField(max_length=32)
     display = models.CharField(max_length=128)
-    severity = models.CharField(max_length=16, choices=Severity.choices)
+    severity = models.CharField(max_length=16, choices=choices(Severity))
     probability = models.FloatField()
     threshold = models.FloatField()
     positive = models.BooleanField()

@@ -38,17 +38,11 @@ from inference.models import (
 from inference.signals import study_scored
 from radtriage.db import insert_rows, recoverable_transaction
 from triage.geometry import axial_of_plane, is_axial
-from triage.models import (
-    AIStatus,
-    OrderPriority,
-    PatientClass,
-    Series,
-    Study,
-    StudyEvent,
-)
+from triage.models import AIStatus, Series, Study, StudyEvent
 from triage.pixels import BadPixelLayout, PixelLayout
 from triage.services import record_audit
 from triage.signals import study_changed
+from triage.vocabulary import OrderPriority, PatientClass
 
 logger = logging.getLogger(__name__)
 

@@ -32,9 +32,8 @@ from triage.stability import (
     DEFAULT_STABILITY_SECONDS,
     parse_stability_seconds,
 )
+from triage.vocabulary import OrderPriority, PatientClass
 from worklist.alerts.rules import parse_escalation_minutes
-from worklist.priority import OrderPriority as PriorityOrder
-from worklist.priority import PatientClass as PriorityPatientClass
 from worklist.priority import parse_points
 from worklist.tat import DEFAULT_SLA_MINUTES, parse_sla_minutes
 
@@ -391,14 +390,14 @@ RADTRIAGE_SCORING_STUCK_SECONDS = env_float(
 try:
     RADTRIAGE_PRIORITY_ORDER_POINTS = parse_points(
         env_str("RADTRIAGE_PRIORITY_ORDER_POINTS", "stat=40,urgent=20,routine=0"),
-        [p.value for p in PriorityOrder],
+        [p.value for p in OrderPriority],
     )
     RADTRIAGE_PRIORITY_CLASS_POINTS = parse_points(
         env_str(
             "RADTRIAGE_PRIORITY_CLASS_POINTS",
             "emergency=30,inpatient=15,outpatient=0,unknown=5",
         ),
-        [c.value for c in PriorityPatientClass],
+        [c.value for c in PatientClass],
     )
 except ValueError as exc:
     raise ImproperlyConfigured(f"RADTRIAGE_PRIORITY_*_POINTS: {exc}") from exc

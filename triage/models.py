@@ -8,19 +8,7 @@ from django.db import models
 from django.db.models import Q
 
 from triage.roles import STUDY_PERMISSIONS
-
-
-class PatientClass(models.TextChoices):
-    EMERGENCY = "emergency", "Emergency"
-    INPATIENT = "inpatient", "Inpatient"
-    OUTPATIENT = "outpatient", "Outpatient"
-    UNKNOWN = "unknown", "Unknown"
-
-
-class OrderPriority(models.TextChoices):
-    STAT = "stat", "STAT"
-    URGENT = "urgent", "Urgent"
-    ROUTINE = "routine", "Routine"
+from triage.vocabulary import OrderPriority, PatientClass, choices
 
 
 class AIStatus(models.TextChoices):
@@ -94,10 +82,10 @@ class Study(models.Model):
     study_date = models.DateField(null=True, blank=True)
     study_time = models.TimeField(null=True, blank=True)
     patient_class = models.CharField(
-        max_length=16, choices=PatientClass.choices, default=PatientClass.UNKNOWN
+        max_length=16, choices=choices(PatientClass), default=PatientClass.UNKNOWN
     )
     order_priority = models.CharField(
-        max_length=16, choices=OrderPriority.choices, default=OrderPriority.ROUTINE
+        max_length=16, choices=choices(OrderPriority), default=OrderPriority.ROUTINE
     )
     ai_status = models.CharField(
         max_length=16, choices=AIStatus.choices, default=AIStatus.PENDING

@@ -30,9 +30,7 @@ from triage.ingest.header import InstanceHeader
 from triage.models import (
     AuditEvent,
     Instance,
-    OrderPriority,
     Patient,
-    PatientClass,
     ReadingStatus,
     Series,
     Study,
@@ -49,6 +47,7 @@ from triage.stability import (
     split_modalities,
     stable_by,
 )
+from triage.vocabulary import OrderPriority, PatientClass
 
 logger = logging.getLogger(__name__)
 

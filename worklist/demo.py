@@ -19,7 +19,6 @@ from pydicom import dcmwrite
 
 from triage import services
 from triage.ingest.core import store_instance
-from triage.models import OrderPriority, PatientClass
 from triage.roles import Role
 from triage.synthetic import (
     HemorrhageType,
@@ -28,6 +27,7 @@ from triage.synthetic import (
     make_ct_head_study,
     make_radiograph_study,
 )
+from triage.vocabulary import OrderPriority, PatientClass
 from worklist import services as worklist_services
 
 logger = logging.getLogger(__name__)

@@ -21,22 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-
-class OrderPriority(StrEnum):
-    """How urgently the study was ordered."""
-
-    STAT = "stat"
-    URGENT = "urgent"
-    ROUTINE = "routine"
-
-
-class PatientClass(StrEnum):
-    """Where the patient is: emergency department, ward, clinic."""
-
-    EMERGENCY = "emergency"
-    INPATIENT = "inpatient"
-    OUTPATIENT = "outpatient"
-    UNKNOWN = "unknown"
+from triage.vocabulary import OrderPriority, PatientClass
 
 
 class ComponentCode(StrEnum):

@@ -17,16 +17,15 @@ from django.contrib.auth.models import User as DjangoUser
 from django.db import transaction
 from django.db.models import Q
 
-from inference.models import Finding, Severity
+from inference.models import Finding
 from triage.models import AIStatus, ReadingStatus, Study, StudyEvent
 from triage.services import record_audit
+from triage.vocabulary import OrderPriority, PatientClass, Severity
 from worklist import broadcast
 from worklist.alerts import services as alerts
 from worklist.models import AIFeedback, FeedbackVerdict, WorklistEntry, WorklistFilter
 from worklist.priority import (
     FindingInput,
-    OrderPriority,
-    PatientClass,
     PriorityInputs,
     PriorityScore,
     PriorityWeights,

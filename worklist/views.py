@@ -22,8 +22,9 @@ from django.views.decorators.http import require_POST
 
 from inference.models import Finding
 from triage import services
-from triage.models import PatientClass, ReadingStatus, Study, StudyQuerySet
+from triage.models import ReadingStatus, Study, StudyQuerySet
 from triage.roles import LANDING_ORDER, Role
+from triage.vocabulary import PatientClass, choices
 from worklist import services as worklist_services
 from worklist.api.filters import StudyFilter
 from worklist.api.serializers import FeedbackSerializer, WorklistFilterSerializer
@@ -119,7 +120,7 @@ def worklist(request: HttpRequest) -> HttpResponse:
             "rows": _rows(request),
             "filters": saved,
             "modalities": MODALITY_CHOICES,
-            "patient_classes": PatientClass.choices,
+            "patient_classes": choices(PatientClass),
             "statuses": [c for c in ReadingStatus.choices if c[0] != "final"],
         },
     )

@@ -227,7 +227,7 @@ async def fan_out(
     from django.utils import timezone
 
     from triage import services as triage_services
-    from triage.models import OrderPriority, PatientClass
+    from triage.vocabulary import OrderPriority, PatientClass
     from worklist import broadcast
     from worklist import services as worklist_services
 

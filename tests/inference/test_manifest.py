@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from inference import manifest as mf
+from triage.vocabulary import Severity
 
 MODEL_BYTES = b"not really onnx, but hashed all the same"
 
@@ -73,7 +74,7 @@ def write_model(folder: Path, doc: dict[str, Any], data: bytes = MODEL_BYTES) ->
 def test_a_valid_manifest_is_read_into_typed_values() -> None:
     m = mf.parse_manifest(document())
     assert m.model_id == "test-ich"
-    assert m.findings[0].severity is mf.Severity.CRITICAL
+    assert m.findings[0].severity is Severity.CRITICAL
     assert m.input.context == 1
     assert m.input.channels[1].window == mf.Window(40.0, 80.0)
     assert m.aggregation == mf.AggregationSpec(mf.Aggregation.TOP_K_MEAN, 2)

@@ -14,15 +14,10 @@ from django.utils import timezone
 
 from inference import preprocess, services, tasks
 from inference.models import Finding
-from triage.models import (
-    AIStatus,
-    OrderPriority,
-    PatientClass,
-    Study,
-    StudyEvent,
-)
+from triage.models import AIStatus, Study, StudyEvent
 from triage.signals import study_stable
 from triage.synthetic import make_ct_head_study
+from triage.vocabulary import OrderPriority, PatientClass
 
 pytestmark = pytest.mark.django_db
 

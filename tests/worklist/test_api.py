@@ -13,8 +13,9 @@ from rest_framework import serializers
 from rest_framework.test import APIClient
 
 from tests.factories import StudyFactory
-from triage.models import AuditEvent, PatientClass, ReadingStatus, Study
+from triage.models import AuditEvent, ReadingStatus, Study
 from triage.roles import Role
+from triage.vocabulary import PatientClass
 from worklist.api.serializers import StudyWithPatientSerializer
 from worklist.models import AIFeedback, WorklistEntry
 

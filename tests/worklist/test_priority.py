@@ -7,11 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from triage.vocabulary import OrderPriority, PatientClass
 from worklist.priority import (
     ComponentCode,
     FindingInput,
-    OrderPriority,
-    PatientClass,
     PriorityInputs,
     PriorityWeights,
     RankedStudy,

@@ -8,8 +8,9 @@ import pytest
 from django.contrib.auth import authenticate
 from django.core.management import call_command
 
-from triage.models import Instance, PatientClass, Study
+from triage.models import Instance, Study
 from triage.roles import Role
+from triage.vocabulary import PatientClass
 from worklist.demo import DEMO_USERNAMES
 
 pytestmark = pytest.mark.django_db

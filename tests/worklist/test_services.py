@@ -13,21 +13,12 @@ from django.db import transaction
 from inference.models import Finding, RegisteredModel, ScoreResult
 from inference.signals import study_scored
 from tests.factories import StudyFactory
-from triage.models import (
-    AIStatus,
-    AuditEvent,
-    OrderPriority,
-    PatientClass,
-    ReadingStatus,
-    Study,
-    StudyEvent,
-)
+from triage.models import AIStatus, AuditEvent, ReadingStatus, Study, StudyEvent
 from triage.roles import Role
 from triage.signals import study_changed
+from triage.vocabulary import OrderPriority, PatientClass
 from worklist import broadcast, services
 from worklist.models import AIFeedback, FeedbackVerdict, WorklistEntry
-from worklist.priority import OrderPriority as EnginePriority
-from worklist.priority import PatientClass as EngineClass
 
 pytestmark = pytest.mark.django_db
 
@@ -285,9 +276,9 @@ def test_weights_come_from_settings(settings: Any) -> None:
     settings.RADTRIAGE_PRIORITY_ORDER_POINTS = {"stat": 100.0}
     settings.RADTRIAGE_SLA_MINUTES = {"emergency": 10.0}
     weights = services.priority_weights()
-    assert weights.order_points[EnginePriority.STAT] == 100.0
-    assert weights.sla_for(EngineClass.EMERGENCY) == 10.0
-    assert weights.sla_for(EngineClass.OUTPATIENT) == 1440.0
+    assert weights.order_points[OrderPriority.STAT] == 100.0
+    assert weights.sla_for(PatientClass.EMERGENCY) == 10.0
+    assert weights.sla_for(PatientClass.OUTPATIENT) == 1440.0
 
 
 def test_refresh_rescores_waiting_studies_without_touching_final_ones(

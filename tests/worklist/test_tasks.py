@@ -10,8 +10,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from tests.factories import StudyFactory
-from triage.models import PatientClass, ReadingStatus
+from triage.models import ReadingStatus
 from triage.roles import Role
+from triage.vocabulary import PatientClass
 from worklist import services, tasks
 
 pytestmark = pytest.mark.django_db

@@ -18,10 +18,11 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 
-from inference.models import Finding, Severity
+from inference.models import Finding
 from triage.models import ReadingStatus, Study
 from triage.roles import Role
 from triage.services import record_audit
+from triage.vocabulary import Severity
 from worklist import broadcast
 from worklist.alerts.broadcast import queue_alert_changed
 from worklist.alerts.models import Alert, AlertStatus, WebhookDelivery

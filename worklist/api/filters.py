@@ -5,7 +5,8 @@ from __future__ import annotations
 import django_filters
 from django.db.models import Q
 
-from triage.models import PatientClass, ReadingStatus, Study, StudyQuerySet
+from triage.models import ReadingStatus, Study, StudyQuerySet
+from triage.vocabulary import PatientClass, choices
 
 
 class StudyFilter(django_filters.FilterSet):  # type: ignore[misc]  # untyped
@@ -13,7 +14,7 @@ class StudyFilter(django_filters.FilterSet):  # type: ignore[misc]  # untyped
     body_part = django_filters.CharFilter(
         field_name="body_part_examined", lookup_expr="iexact", max_length=64
     )
-    patient_class = django_filters.ChoiceFilter(choices=PatientClass.choices)
+    patient_class = django_filters.ChoiceFilter(choices=choices(PatientClass))
     status = django_filters.ChoiceFilter(
         field_name="reading_status", choices=ReadingStatus.choices
     )

@@ -8,8 +8,8 @@ from typing import Any
 from django import forms
 from django.contrib.auth.models import User
 
-from triage.models import OrderPriority, PatientClass
 from triage.roles import Role
+from triage.vocabulary import OrderPriority, PatientClass, choices
 from worklist.reports.turnaround import TurnaroundFilters
 
 DEFAULT_DAYS = 30
@@ -29,10 +29,10 @@ class TurnaroundForm(forms.Form):
         required=False, choices=[("", "Any"), *((m, m) for m in MODALITIES)]
     )
     patient_class = forms.ChoiceField(
-        required=False, choices=[("", "Any"), *PatientClass.choices]
+        required=False, choices=[("", "Any"), *choices(PatientClass)]
     )
     order_priority = forms.ChoiceField(
-        required=False, choices=[("", "Any"), *OrderPriority.choices]
+        required=False, choices=[("", "Any"), *choices(OrderPriority)]
     )
     ai_flagged = forms.ChoiceField(
         label="AI flagged",
