@@ -202,3 +202,30 @@ class Finding(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} of study #{self.study_id}"
+
+
+class ScoringFollowUp(models.Model):
+    """What must still follow a committed scoring result (priority, alerts).
+
+    Inserted in the transaction that records the result, so a worker killed
+    right after that commit leaves it behind; ``inference.followups`` runs it
+    (at once, else by a retried task and a sweeper) and deletes it in the
+    transaction of its handlers' work. Append-only: each result adds a row and
+    writes never wait on a running follow-up.
+    """
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="+")
+    # False when the run found nothing new (a repeated scoring): no re-alert.
+    changed = models.BooleanField()
+    recorded_at = models.DateTimeField()
+    # Not run before this: the result's time, later the backoff after a failure.
+    due_at = models.DateTimeField()
+    attempts = models.PositiveIntegerField(default=0)
+    # The failing handler's exception type (never its message: no PHI).
+    last_error = models.CharField(max_length=512, blank=True, default="")
+
+    class Meta:
+        indexes = [models.Index(fields=["due_at"], name="scoring_followup_due_idx")]
+
+    def __str__(self) -> str:
+        return f"Follow-up #{self.pk} of study #{self.study_id}"

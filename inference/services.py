@@ -25,8 +25,8 @@ from django.db import OperationalError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from inference import followups, preprocess, runtime, scoring_sql
 from inference import manifest as mf
-from inference import preprocess, runtime, scoring_sql
 from inference.models import (
     Finding,
     FindingSetting,
@@ -35,7 +35,6 @@ from inference.models import (
     ScoreResult,
     ScoreStatus,
 )
-from inference.signals import study_scored
 from radtriage.db import insert_rows, recoverable_transaction
 from triage.geometry import axial_of_plane, is_axial
 from triage.models import (
@@ -1138,11 +1137,8 @@ def apply_results(
             StudyEvent,
             [{"study_id": job.study_id, "kind": kind, "at": now, "detail": detail}],
         )
-    transaction.on_commit(partial(_announce_scored, job.study_id, changed), robust=True)
-
-
-def _announce_scored(study_id: int, changed: bool) -> None:
-    study_scored.send(sender=Study, study_id=study_id, changed=changed)
+    # Priority and alerts follow durably: recorded here, run once committed.
+    followups.record(job.study_id, changed=changed, now=now)
 
 
 def _requeue_after_transient(study_id: int, started_at: datetime) -> None:
@@ -1178,4 +1174,4 @@ def record_scoring_failure(study_id: int, reason: str, *, now: datetime) -> None
         at=now,
         detail={"reason": reason[:200]},
     )
-    transaction.on_commit(partial(_announce_scored, study.pk, True), robust=True)
+    followups.record(study.pk, changed=True, now=now)
