@@ -229,3 +229,25 @@ class ScoringFollowUp(models.Model):
 
     def __str__(self) -> str:
         return f"Follow-up #{self.pk} of study #{self.study_id}"
+
+
+class ScoringLease(models.Model):
+    """The lease of a study's scoring run, renewed while the run goes on.
+
+    Taken with the claim; a study whose lease expired while it was still
+    scoring lost its worker and is queued again (``inference.scoring_lease``),
+    in seconds rather than after the task's time limit.
+    """
+
+    study = models.OneToOneField(
+        Study, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    # The run's start, as on the study: a lease names one run.
+    started_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["expires_at"], name="scoring_lease_expiry_idx")]
+
+    def __str__(self) -> str:
+        return f"Scoring lease of study #{self.study_id}"

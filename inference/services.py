@@ -25,7 +25,7 @@ from django.db import OperationalError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from inference import followups, preprocess, runtime, scoring_sql
+from inference import followups, preprocess, runtime, scoring_lease, scoring_sql
 from inference import manifest as mf
 from inference.models import (
     Finding,
@@ -657,9 +657,11 @@ def _claim(study_id: int, now: datetime) -> ScoringJob | None:
             scoring=AIStatus.SCORING,
             claimable=(AIStatus.PENDING, AIStatus.QUEUED),
             stale_before=stale_before,
+            lease_live_at=now,
         )
         if claimed is None:
             return None
+        scoring_lease.take(study_id, now)
         early, body_part = claimed.early, claimed.body_part_examined
         insert_rows(
             StudyEvent,
@@ -737,7 +739,10 @@ def score_study(study_id: int, *, clock: Callable[[], datetime]) -> bool:
         entries = _models_for(job)
         decoded: dict[tuple[int, mf.PixelSpace], preprocess.SliceVolume] = {}
         # Outcomes keep copies (probabilities, pictures), never the volumes.
-        with preprocess.reused_volumes():
+        with (
+            scoring_lease.renewed(study_id, job.started_at),
+            preprocess.reused_volumes(),
+        ):
             outcomes = [
                 _score_with(job, entry, decoded)
                 for entry in entries

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import OperationalError
 from django.utils import timezone
 
-from inference import followups, services
+from inference import followups, scoring_lease, services
 
 
 class ScoringTask(DjangoTask[Any, Any]):
@@ -84,3 +84,8 @@ def sweep_scoring_followups() -> None:
     """Run the follow-ups of scoring results left pending (beat)."""
     followups.sweep(now=timezone.now())
 
+
+@shared_task(ignore_result=True, max_retries=0)
+def reclaim_expired_scoring() -> None:
+    """Queue again studies whose scoring worker died (lease expired; beat)."""
+    scoring_lease.reclaim_expired(now=timezone.now())
