@@ -26,9 +26,12 @@ from django.utils import timezone
 
 from inference import scoring_sql
 from inference.models import ScoringLease
-from triage.models import AIStatus, Study
+from triage.models import AIStatus, Study, StudyEvent
 
 logger = logging.getLogger(__name__)
+
+#: Runs of one study lost with their worker before it is failed, not queued.
+MAX_LOST_RUNS = 3
 
 
 def lease_length() -> timedelta:
@@ -98,9 +101,10 @@ def renewed(study_id: int, started_at: datetime) -> Iterator[None]:
 def reclaim_expired(*, now: datetime, limit: int = 200) -> list[int]:
     """Queue again the studies whose scoring run's lease expired (its worker died).
 
-    A stable study is queued at once; one whose early run died goes back to
-    pending, and its stability queues it. Expired leases of runs that ended are
-    removed.
+    A stable study is queued at once, unless its runs since it became stable
+    died more than MAX_LOST_RUNS times: then its AI status is failed, with the
+    reason. One whose early run died goes back to pending, and its stability
+    queues it. Expired leases of runs that ended are removed.
 
     Returns:
         The ids of the studies queued again.
@@ -138,9 +142,20 @@ def _reclaim(study_id: int, started_at: datetime, now: datetime) -> bool:
     orphaned = Study.objects.filter(
         pk=study_id, ai_status=AIStatus.SCORING, scoring_started_at=started_at
     )
-    if not orphaned.exists():
-        return False  # the run ended
-    if services.enqueue_scoring(study_id, now=now) is not None:
-        return True
-    orphaned.update(ai_status=AIStatus.PENDING, version=F("version") + 1)
-    return False
+    stable_at = orphaned.values_list("stable_at", flat=True).first()
+    if stable_at is None:
+        if not orphaned.exists():
+            return False  # the run ended
+        orphaned.update(ai_status=AIStatus.PENDING, version=F("version") + 1)
+        return False  # an early run: the study's stability queues it
+    runs = StudyEvent.objects.filter(
+        study_id=study_id, kind=StudyEvent.Kind.SCORING_STARTED, at__gte=stable_at
+    ).count()
+    if runs > MAX_LOST_RUNS:
+        # A study that takes its worker down every time (out of memory, a
+        # crashing decoder) must not do so for ever: readers see it failed.
+        services.record_scoring_failure(
+            study_id, f"the scoring process died {runs} times", now=now
+        )
+        return False
+    return services.enqueue_scoring(study_id, now=now) is not None

@@ -130,3 +130,24 @@ def test_scoring_holds_the_lease_while_the_models_run(
         assert services.score_study(small_ct.pk, clock=timezone.now)
     assert held and all(held)
     assert not any(t.name.startswith("scoring-lease-") for t in threading.enumerate())
+
+
+def test_a_study_that_keeps_killing_its_worker_is_failed_with_a_reason(
+    small_ct: Study, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.RADTRIAGE_SCORING_LEASE_SECONDS = 15.0
+    now = timezone.now() + timedelta(seconds=2)  # after it became stable
+    lost = []
+    with mock.patch.object(tasks.score_study, "apply_async"):
+        for death in range(scoring_lease.MAX_LOST_RUNS + 1):
+            claimed_at = now + timedelta(minutes=death)
+            assert services._claim(small_ct.pk, claimed_at) is not None
+            # Its worker dies: nothing renews the lease.
+            lost.append(
+                scoring_lease.reclaim_expired(now=claimed_at + timedelta(seconds=16))
+            )
+    assert lost == [[small_ct.pk]] * scoring_lease.MAX_LOST_RUNS + [[]]
+    small_ct.refresh_from_db()
+    assert small_ct.ai_status == AIStatus.FAILED
+    assert small_ct.ai_status_reason == "the scoring process died 4 times"
+    assert not ScoringLease.objects.exists()
