@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
 from inference import followups, services, tasks
@@ -178,3 +179,22 @@ def test_the_database_refuses_a_second_alert_for_one_finding(bleed: Study) -> No
             raised_at=timezone.now(),
             updated_at=timezone.now(),
         )
+
+
+def test_the_worklist_receivers_let_a_failure_through_for_a_retry(
+    bleed: Study,
+) -> None:
+    from worklist.alerts import services as alert_services
+
+    score_without_follow_up(bleed)
+    with mock.patch.object(
+        alert_services, "raise_alerts", side_effect=OperationalError("gone")
+    ):
+        assert (
+            followups.run(bleed.pk, now=timezone.now()) is followups.FollowUpRun.FAILED
+        )
+    assert ScoringFollowUp.objects.get(study=bleed).last_error == "OperationalError"
+    bleed.refresh_from_db()
+    assert bleed.reading_status == ReadingStatus.READY  # priority's part stands
+    assert followups.run(bleed.pk, now=later()) is followups.FollowUpRun.DONE
+    assert Alert.objects.filter(study=bleed).count() == 1
