@@ -5,22 +5,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('inference', '0002_scoring_followup'),
-        ('triage', '0009_instance_plane'),
+        ("inference", "0002_scoring_followup"),
+        ("triage", "0009_instance_plane"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ScoringLease',
+            name="ScoringLease",
             fields=[
-                ('study', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='+', serialize=False, to='triage.study')),
-                ('started_at', models.DateTimeField()),
-                ('expires_at', models.DateTimeField()),
+                (
+                    "study",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="+",
+                        serialize=False,
+                        to="triage.study",
+                    ),
+                ),
+                ("started_at", models.DateTimeField()),
+                ("expires_at", models.DateTimeField()),
             ],
             options={
-                'indexes': [models.Index(fields=['expires_at'], name='scoring_lease_expiry_idx')],
+                "indexes": [
+                    models.Index(fields=["expires_at"], name="scoring_lease_expiry_idx")
+                ],
             },
         ),
     ]
