@@ -197,3 +197,52 @@ class Finding(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} of study #{self.study_id}"
+
+
+class ScoringFollowUp(models.Model):
+    """What must still follow a committed scoring result (priority, alerts).
+
+    Inserted in the transaction that records the result, so a worker killed
+    right after that commit leaves it behind; ``inference.followups`` runs it
+    (at once, else by a retried task and a sweeper) and deletes it in the
+    transaction of its handlers' work. Append-only: each result adds a row and
+    writes never wait on a running follow-up.
+    """
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="+")
+    # False when the run found nothing new (a repeated scoring): no re-alert.
+    changed = models.BooleanField()
+    recorded_at = models.DateTimeField()
+    # Not run before this: the result's time, later the backoff after a failure.
+    due_at = models.DateTimeField()
+    attempts = models.PositiveIntegerField(default=0)
+    # The failing handler's exception type (never its message: no PHI).
+    last_error = models.CharField(max_length=512, blank=True, default="")
+
+    class Meta:
+        indexes = [models.Index(fields=["due_at"], name="scoring_followup_due_idx")]
+
+    def __str__(self) -> str:
+        return f"Follow-up #{self.pk} of study #{self.study_id}"
+
+
+class ScoringLease(models.Model):
+    """The lease of a study's scoring run, renewed while the run goes on.
+
+    Taken with the claim; a study whose lease expired while it was still
+    scoring lost its worker and is queued again (``inference.scoring_lease``),
+    in seconds rather than after the task's time limit.
+    """
+
+    study = models.OneToOneField(
+        Study, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    # The run's start, as on the study: a lease names one run.
+    started_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["expires_at"], name="scoring_lease_expiry_idx")]
+
+    def __str__(self) -> str:
+        return f"Scoring lease of study #{self.study_id}"

@@ -15,11 +15,13 @@ from typing import Any
 
 from django.db import connection
 
+from inference.models import ScoringLease
 from triage.models import Instance, Series, Study
 
 _STUDY = Study._meta.db_table
 _SERIES = Series._meta.db_table
 _INSTANCE = Instance._meta.db_table
+_LEASE = ScoringLease._meta.db_table
 
 # A stable study, or one whose queued scoring is early (a series a model needs
 # is complete); queued or pending, or scoring for longer than the time limit.
@@ -28,10 +30,18 @@ _CLAIM = (
     " scoring_started_at = %s, version = version + 1"
     " WHERE id = %s"
     " AND (stable_at IS NOT NULL OR early_scoring_queued_at = scoring_queued_at)"
-    " AND (ai_status IN (%s, %s) OR (ai_status = %s AND scoring_started_at < %s))"
+    " AND (ai_status IN (%s, %s) OR (ai_status = %s AND (scoring_started_at < %s"
+    # A run whose lease expired lost its worker (inference.scoring_lease).
+    f" OR NOT EXISTS (SELECT 1 FROM {_LEASE} l WHERE l.study_id = {_STUDY}.id"
+    " AND l.expires_at >= %s))))"
     # The column itself, not "stable_at IS NULL": SQLite 3.40 evaluates that
     # expression wrongly in a RETURNING clause (0 for a NULL column).
     " RETURNING stable_at, body_part_examined"
+)
+_TAKE_LEASE = (
+    f"INSERT INTO {_LEASE} (study_id, started_at, expires_at)"  # noqa: S608
+    " VALUES (%s, %s, %s) ON CONFLICT (study_id) DO UPDATE"
+    " SET started_at = excluded.started_at, expires_at = excluded.expires_at"
 )
 _SERIES_OF_STUDY = (
     "SELECT id, modality, body_part_examined, series_description,"  # noqa: S608
@@ -88,6 +98,7 @@ def claim(
     scoring: str,
     claimable: tuple[str, str],
     stale_before: datetime,
+    lease_live_at: datetime,
 ) -> ClaimedStudy | None:
     """Set a claimable study to ``scoring`` as of ``now``; None if not claimable.
 
@@ -97,6 +108,8 @@ def claim(
         scoring: The AI status "scoring".
         claimable: The statuses a study is claimed from (pending, queued).
         stale_before: A study scoring since before this is claimed again.
+        lease_live_at: A study scoring under a lease that expired before this
+            (its worker died) is claimed again.
     """
     adapt = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
@@ -109,12 +122,20 @@ def claim(
                 *claimable,
                 scoring,
                 adapt(stale_before),
+                adapt(lease_live_at),
             ],
         )
         row = cursor.fetchone()
     if row is None:
         return None
     return ClaimedStudy(early=row[0] is None, body_part_examined=str(row[1]))
+
+
+def take_lease(study_id: int, *, started_at: datetime, expires_at: datetime) -> None:
+    """Set the study's scoring lease to one run's (see inference.scoring_lease)."""
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(_TAKE_LEASE, [study_id, adapt(started_at), adapt(expires_at)])
 
 
 def series_of_study(study_id: int) -> list[SeriesRow]:

@@ -25,8 +25,8 @@ from django.db import OperationalError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from inference import followups, preprocess, runtime, scoring_lease, scoring_sql
 from inference import manifest as mf
-from inference import preprocess, runtime, scoring_sql
 from inference.models import (
     Finding,
     FindingSetting,
@@ -35,7 +35,6 @@ from inference.models import (
     ScoreResult,
     ScoreStatus,
 )
-from inference.signals import study_scored
 from radtriage.db import insert_rows, recoverable_transaction
 from triage.geometry import axial_of_plane, is_axial
 from triage.models import AIStatus, Series, Study, StudyEvent
@@ -652,9 +651,11 @@ def _claim(study_id: int, now: datetime) -> ScoringJob | None:
             scoring=AIStatus.SCORING,
             claimable=(AIStatus.PENDING, AIStatus.QUEUED),
             stale_before=stale_before,
+            lease_live_at=now,
         )
         if claimed is None:
             return None
+        scoring_lease.take(study_id, now)
         early, body_part = claimed.early, claimed.body_part_examined
         insert_rows(
             StudyEvent,
@@ -732,7 +733,10 @@ def score_study(study_id: int, *, clock: Callable[[], datetime]) -> bool:
         entries = _models_for(job)
         decoded: dict[tuple[int, mf.PixelSpace], preprocess.SliceVolume] = {}
         # Outcomes keep copies (probabilities, pictures), never the volumes.
-        with preprocess.reused_volumes():
+        with (
+            scoring_lease.renewed(study_id, job.started_at),
+            preprocess.reused_volumes(),
+        ):
             outcomes = [
                 _score_with(job, entry, decoded)
                 for entry in entries
@@ -1130,11 +1134,8 @@ def apply_results(
             StudyEvent,
             [{"study_id": job.study_id, "kind": kind, "at": now, "detail": detail}],
         )
-    transaction.on_commit(partial(_announce_scored, job.study_id, changed), robust=True)
-
-
-def _announce_scored(study_id: int, changed: bool) -> None:
-    study_scored.send(sender=Study, study_id=study_id, changed=changed)
+    # Priority and alerts follow durably: recorded here, run once committed.
+    followups.record(job.study_id, changed=changed, now=now)
 
 
 def _requeue_after_transient(study_id: int, started_at: datetime) -> None:
@@ -1170,4 +1171,4 @@ def record_scoring_failure(study_id: int, reason: str, *, now: datetime) -> None
         at=now,
         detail={"reason": reason[:200]},
     )
-    transaction.on_commit(partial(_announce_scored, study.pk, True), robust=True)
+    followups.record(study.pk, changed=True, now=now)

@@ -13,4 +13,7 @@ from django.dispatch import Signal
 #: False when a re-delivered or repeated scoring found nothing new (no re-alert).
 #: Receivers read live findings with ``Finding.objects.live()``: shadow models'
 #: findings and superseded results never reach priority or alerts.
+#: Sent by ``inference.followups`` inside the transaction that marks the
+#: follow-up done, at least once per result: receivers are idempotent, work in
+#: their own atomic block and raise on failure (the follow-up is then retried).
 study_scored = Signal()

@@ -8,9 +8,10 @@ from celery import shared_task
 from celery.contrib.django.task import DjangoTask
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.db import OperationalError
 from django.utils import timezone
 
-from inference import services
+from inference import followups, scoring_lease, services
 
 
 class ScoringTask(DjangoTask[Any, Any]):
@@ -60,3 +61,31 @@ def score_study(study_id: int) -> None:
 def sweep_stuck_scoring() -> None:
     """Queue again stable studies whose scoring is stuck or was lost (beat)."""
     services.sweep_stuck_scoring(now=timezone.now())
+
+
+@shared_task(
+    ignore_result=True,
+    acks_late=True,
+    autoretry_for=(followups.FollowUpIncomplete, OperationalError),
+    retry_backoff=1,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    # Then the sweeper goes on trying: a follow-up is never given up.
+    max_retries=10,
+)
+def run_scoring_followups(study_id: int) -> None:
+    """Run a study's pending follow-ups (priority, alerts); retried until done."""
+    if followups.run(study_id, now=timezone.now()) is followups.FollowUpRun.FAILED:
+        raise followups.FollowUpIncomplete(f"study_id={study_id}")
+
+
+@shared_task(ignore_result=True, max_retries=0)
+def sweep_scoring_followups() -> None:
+    """Run the follow-ups of scoring results left pending (beat)."""
+    followups.sweep(now=timezone.now())
+
+
+@shared_task(ignore_result=True, max_retries=0)
+def reclaim_expired_scoring() -> None:
+    """Queue again studies whose scoring worker died (lease expired; beat)."""
+    scoring_lease.reclaim_expired(now=timezone.now())

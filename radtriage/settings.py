@@ -285,6 +285,18 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": env_float("RADTRIAGE_SCORING_SWEEP_SECONDS", 60.0, minimum=1.0),
         "options": {"queue": "urgent", "expires": 120.0},
     },
+    # Studies whose scoring worker died (their lease expired): queued again.
+    "reclaim-expired-scoring": {
+        "task": "inference.tasks.reclaim_expired_scoring",
+        "schedule": env_float("RADTRIAGE_SCORING_RECLAIM_SECONDS", 5.0, minimum=0.5),
+        "options": {"queue": "urgent", "expires": 30.0},
+    },
+    # What must follow a scoring result (priority, alerts) and lost its runner.
+    "sweep-scoring-followups": {
+        "task": "inference.tasks.sweep_scoring_followups",
+        "schedule": env_float("RADTRIAGE_FOLLOWUP_SWEEP_SECONDS", 5.0, minimum=0.5),
+        "options": {"queue": "urgent", "expires": 30.0},
+    },
     "escalate-overdue-alerts": {
         "task": "worklist.alerts.tasks.escalate_overdue_alerts",
         "schedule": env_float("RADTRIAGE_ALERT_SWEEP_SECONDS", 15.0, minimum=0.5),
@@ -384,6 +396,16 @@ RADTRIAGE_SCORE_MAX_RETRIES = env_int("RADTRIAGE_SCORE_MAX_RETRIES", 3, minimum=
 # A stable study still pending or queued this long is enqueued again.
 RADTRIAGE_SCORING_STUCK_SECONDS = env_float(
     "RADTRIAGE_SCORING_STUCK_SECONDS", 300.0, minimum=1.0
+)
+# A scoring run's lease (renewed every third of it while the run goes on): a
+# study whose worker died is queued again this long (plus a reclaim sweep)
+# after the last renewal.
+RADTRIAGE_SCORING_LEASE_SECONDS = env_float(
+    "RADTRIAGE_SCORING_LEASE_SECONDS", 15.0, minimum=1.0
+)
+# A scoring follow-up still pending this long lost its runner: the sweeper runs it.
+RADTRIAGE_FOLLOWUP_GRACE_SECONDS = env_float(
+    "RADTRIAGE_FOLLOWUP_GRACE_SECONDS", 5.0, minimum=0.0
 )
 # The worklist's priority engine (points; see worklist/priority.py). SLA targets
 # per patient class are RADTRIAGE_SLA_MINUTES, shared with the reports.

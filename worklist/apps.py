@@ -25,17 +25,26 @@ def _on_study_changed(sender: Any, study_id: int, **kwargs: Any) -> None:
         logger.exception("recomputing priority failed study_id=%s", study_id)
 
 
+# The receivers of study_scored let failures through: the scoring follow-up
+# that sends it keeps itself pending and is retried until both succeed.
+
+
+def _on_study_scored_priority(sender: Any, study_id: int, **kwargs: Any) -> None:
+    """Scoring finished: the study's priority and reading status move on."""
+    from django.utils import timezone
+
+    from worklist import services
+
+    services.recompute_priority(study_id, now=timezone.now())
+
+
 def _on_study_scored_alerts(sender: Any, study_id: int, **kwargs: Any) -> None:
     """New findings may raise, update or resolve critical-finding alerts."""
     from django.utils import timezone
 
     from worklist.alerts import services
 
-    try:
-        services.raise_alerts(study_id, now=timezone.now())
-    except Exception:
-        # The findings are committed; the next scoring or refresh retries.
-        logger.exception("raising alerts failed study_id=%s", study_id)
+    services.raise_alerts(study_id, now=timezone.now())
 
 
 def _on_study_changed_alerts(sender: Any, study_id: int, **kwargs: Any) -> None:
@@ -66,7 +75,9 @@ class WorklistConfig(AppConfig):
             inference_signals = importlib.import_module("inference.signals")
             scored = getattr(inference_signals, "study_scored", None)
             if scored is not None:
-                scored.connect(_on_study_changed, dispatch_uid="worklist-scored")
+                scored.connect(
+                    _on_study_scored_priority, dispatch_uid="worklist-scored"
+                )
                 scored.connect(
                     _on_study_scored_alerts, dispatch_uid="worklist-scored-alerts"
                 )

@@ -15,7 +15,7 @@ from inference import runtime, services
 from inference.signals import study_scored
 from triage.ingest.core import store_instance
 from triage.models import Study
-from triage.synthetic import SyntheticStudy
+from triage.synthetic import HemorrhageType, SyntheticStudy, make_ct_head_study
 
 
 def dicom_bytes(dataset: Any) -> bytes:
@@ -53,6 +53,16 @@ def store_study(db: None) -> Callable[..., Study]:
         return Study.objects.get(pk=study_id)
 
     return store
+
+
+@pytest.fixture
+def bleed(store_study: Callable[..., Study]) -> Study:
+    """A stored, stable head CT with an intraparenchymal bleed (20 slices)."""
+    return store_study(
+        make_ct_head_study(
+            20, slices=20, size=256, hemorrhage=HemorrhageType.INTRAPARENCHYMAL
+        )
+    )
 
 
 @pytest.fixture

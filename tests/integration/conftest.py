@@ -1,32 +1,41 @@
-"""Real services and real processes for the integration tests.
-
-Without PostgreSQL or Redis these tests skip, saying why; with
-REQUIRE_SERVICES=1 (as .ci/run sets) a missing service fails them instead.
-"""
+"""The integration tests: real PostgreSQL, Redis and processes (tests/harness)."""
 
 from __future__ import annotations
 
-import os
-import secrets
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-import redis
 
-from tests.integration.processes import ManagedProcess
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-POSTGRES_URL = os.environ.get(
-    "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+from tests.harness.services import (
+    POSTGRES_URL,
+    REDIS_URL,
+    REPO_ROOT,
+    database_url,
+    free_port,
+    manage,
+    migrated,
+    postgres_admin_url,
+    production_env,
+    redis_url,
+    start_process,
+    wait_until,
 )
-# A database number of its own, flushed before use, so stale tasks never leak in.
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+# Fixtures for the tests here, and helpers older tests import from this module.
+__all__ = [
+    "POSTGRES_URL",
+    "REDIS_URL",
+    "REPO_ROOT",
+    "database_url",
+    "free_port",
+    "manage",
+    "migrated",
+    "postgres_admin_url",
+    "production_env",
+    "redis_url",
+    "start_process",
+    "wait_until",
+]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -34,135 +43,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(item.fspath).parents:
             item.add_marker(pytest.mark.integration)
-
-
-def _unavailable(service: str, reason: str) -> None:
-    message = (
-        f"{service} is not reachable ({reason}); start it or run .ci/run, which "
-        "does. Set REQUIRE_SERVICES=1 to fail instead of skipping."
-    )
-    if os.environ.get("REQUIRE_SERVICES") == "1":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
-
-
-@pytest.fixture(scope="session")
-def postgres_admin_url() -> str:
-    try:
-        with psycopg.connect(POSTGRES_URL, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        _unavailable(
-            "PostgreSQL at " + POSTGRES_URL.rsplit("@", 1)[-1], type(exc).__name__
-        )
-    return POSTGRES_URL
-
-
-@pytest.fixture
-def database_url(postgres_admin_url: str) -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    name = f"radtriage_it_{secrets.token_hex(4)}"
-    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield postgres_admin_url.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def redis_url() -> str:
-    try:
-        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
-        client.flushdb()
-    except redis.RedisError as exc:
-        _unavailable("Redis at " + REDIS_URL, type(exc).__name__)
-    return REDIS_URL
-
-
-@pytest.fixture
-def production_env(database_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
-    """The environment of a production deployment on the real services."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DJANGO_", "RADTRIAGE_", "DATABASE_", "REDIS_"))
-    }
-    env.update(
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        SECRET_KEY=secrets.token_urlsafe(50),
-        RADTRIAGE_VAR_DIR=str(tmp_path / "var"),
-        RADTRIAGE_STORAGE_DIR=str(tmp_path / "dicom"),
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-@pytest.fixture
-def manage(production_env: dict[str, str]) -> Callable[..., str]:
-    """Run a management command against the real services; returns stdout."""
-
-    def run(*args: str, input_text: str | None = None) -> str:
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=REPO_ROOT,
-            env=production_env,
-            input=input_text,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise AssertionError(
-                f"manage.py {' '.join(args)} failed ({result.returncode}):\n"
-                f"{result.stdout}\n{result.stderr}"
-            )
-        return result.stdout
-
-    return run
-
-
-@pytest.fixture
-def migrated(manage: Callable[..., str]) -> None:
-    manage("migrate", "--noinput")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-def start_process(
-    production_env: dict[str, str], tmp_path: Path
-) -> Iterator[Callable[..., ManagedProcess]]:
-    """Start real processes (web, worker, listener); all stopped at teardown."""
-    started: list[ManagedProcess] = []
-
-    def start(
-        name: str, args: list[str], *, extra_env: dict[str, str] | None = None
-    ) -> ManagedProcess:
-        env = {**production_env, **(extra_env or {})}
-        process = ManagedProcess.start(
-            name, args, cwd=REPO_ROOT, env=env, log_path=tmp_path / f"{name}.log"
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in reversed(started):
-        process.stop()
-
-
-def wait_until(
-    condition: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.1
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

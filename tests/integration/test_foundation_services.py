@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-import sys
 from collections.abc import Callable
 
 import psycopg
 import pytest
-import requests
 import websockets
 
+from tests.harness.web import log_in, web_command
 from tests.integration.conftest import free_port, wait_until
 from tests.integration.processes import ManagedProcess, celery_worker
 
@@ -75,26 +73,6 @@ def test_celery_task_runs_on_a_real_worker_through_redis(
     wait_until(heartbeat_recorded, timeout=30, what="the worker to run the task")
 
 
-def _login(base_url: str, username: str, password: str) -> requests.Session:
-    session = requests.Session()
-    page = session.get(f"{base_url}/accounts/login/", timeout=10)
-    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
-    assert match is not None
-    response = session.post(
-        f"{base_url}/accounts/login/",
-        data={
-            "csrfmiddlewaretoken": match.group(1),
-            "username": username,
-            "password": password,
-        },
-        headers={"Referer": f"{base_url}/accounts/login/"},
-        timeout=10,
-        allow_redirects=False,
-    )
-    assert response.status_code == 302, response.text
-    return session
-
-
 def test_channels_redis_group_message_reaches_a_real_consumer(
     manage: Callable[..., str],
     migrated: None,
@@ -103,22 +81,10 @@ def test_channels_redis_group_message_reaches_a_real_consumer(
     password = "integration-password-1"
     manage("set_role_user", "reader", "radiologist", input_text=password + "\n")
     port = free_port()
-    web = start_process(
-        "web",
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "radtriage.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-    )
+    web = start_process("web", web_command(port))
     web.wait_for_port(port)
     base_url = f"http://127.0.0.1:{port}"
-    session = _login(base_url, "reader", password)
+    session = log_in(base_url, "reader", password)
     cookie = f"sessionid={session.cookies['sessionid']}"
 
     async def exchange() -> dict[str, object]:
