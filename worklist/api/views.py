@@ -73,6 +73,9 @@ class StudyViewSet(
     """Studies still to be read, most urgent first."""
 
     permission_classes = (IsAuthenticated, WorklistPermission)
+    # A study ID is a positive bigint: anything else is not a route (404), so no
+    # action ever sees "abc" or a number past 2**63.
+    lookup_value_regex = r"[0-9]{1,18}"
     pagination_class = WorklistPagination
     filterset_class = StudyFilter
 
