@@ -18,7 +18,8 @@ class AlertConsumer(AsyncJsonWebsocketConsumer):
     """Pushes alert deltas to users who may watch the board; refuses others.
 
     The browser answers ``{"type": "alerts.received", "id": N}`` once it shows
-    an alert: the first such receipt is the alert's delivery time.
+    an alert: the first such receipt from a user who may acknowledge alerts is
+    the alert's delivery time; others' receipts are ignored.
     """
 
     async def connect(self) -> None:
@@ -40,12 +41,13 @@ class AlertConsumer(AsyncJsonWebsocketConsumer):
             return
         alert_id = content.get("id")
         if isinstance(alert_id, int) and not isinstance(alert_id, bool):
-            await _mark_delivered(alert_id)
+            client = self.scope.get("client") or (None,)
+            await _mark_delivered(alert_id, self.scope["user"], client[0])
 
     async def alerts_delta(self, event: dict[str, Any]) -> None:
         await self.send_json(event["delta"])
 
 
 @database_sync_to_async
-def _mark_delivered(alert_id: int) -> None:
-    services.mark_delivered(alert_id, now=timezone.now())
+def _mark_delivered(alert_id: int, user: Any, remote_addr: str | None) -> None:
+    services.mark_delivered(alert_id, user, now=timezone.now(), remote_addr=remote_addr)

@@ -196,7 +196,13 @@ class StudyViewSet(
         )
         return Response(OpenedSerializer({"viewer_url": url}).data)
 
-    @extend_schema(request=FeedbackSerializer, responses={201: FeedbackSerializer})
+    @extend_schema(
+        request=FeedbackSerializer,
+        responses={
+            201: FeedbackSerializer,
+            409: OpenApiResponse(description="claimed by another reader"),
+        },
+    )
     @action(detail=True, methods=["post"])
     def feedback(self, request: Request, pk: str) -> Response:
         """Agree, disagree or be unsure about one AI finding, with a comment."""
@@ -205,14 +211,17 @@ class StudyViewSet(
         if not Study.objects.filter(pk=int(pk)).exists():
             return Response(status=status.HTTP_404_NOT_FOUND)
         data = serializer.validated_data
-        services.record_feedback(
-            int(pk),
-            data["finding_code"],
-            _reader(request),
-            verdict=data["verdict"],
-            comment=data["comment"],
-            now=timezone.now(),
-        )
+        try:
+            services.record_feedback(
+                int(pk),
+                data["finding_code"],
+                _reader(request),
+                verdict=data["verdict"],
+                comment=data["comment"],
+                now=timezone.now(),
+            )
+        except services.WorkflowError as exc:
+            raise Conflict(str(exc)) from exc
         return Response(serializer.data, status=status.HTTP_201_CREATED)
 
 
