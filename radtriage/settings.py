@@ -9,11 +9,13 @@ select PostgreSQL and Redis for production, where those run as separate processe
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import dj_database_url
 import django_stubs_ext
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from radtriage.env import (
@@ -87,6 +89,8 @@ INSTALLED_APPS = [
     "django_filters",
     "django_htmx",
     "channels",
+    "axes",
+    "csp",
     "triage",
     "inference",
     "worklist",
@@ -95,6 +99,10 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # After whitenoise, which answers static files itself: everything else may
+    # carry PHI and must never sit in a browser's or a proxy's cache.
+    "radtriage.middleware.NoStoreMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -104,7 +112,46 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes requires: answers 429 to a locked-out login.
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    # Refuses logins while locked out; then Django's own checks the password.
+    "radtriage.auth.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login throttling (django-axes). Locked by username and address together: a
+# ward behind one NAT address is not locked out by one user's typos, and
+# nobody elsewhere can lock a radiologist out by guessing at their name. Each
+# failure and each lockout is also written to the audit trail (triage.accounts).
+AXES_FAILURE_LIMIT = env_int("RADTRIAGE_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(
+    minutes=env_float("RADTRIAGE_LOGIN_LOCKOUT_MINUTES", 15.0, minimum=0.1)
+)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The client's address is the socket's: a forwarded-for header is the client's
+# to write, and would let it dodge the lockout.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
+AXES_SENSITIVE_PARAMETERS = ["password"]
+
+# Content-Security-Policy (django-csp): scripts and styles from our own static
+# files only; no inline script, no eval, no framing, no plug-ins.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 ROOT_URLCONF = "radtriage.urls"
 ASGI_APPLICATION = "radtriage.asgi.application"
