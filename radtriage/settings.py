@@ -390,6 +390,16 @@ except ValueError as exc:
     ) from exc
 # STOW-RS on PostgreSQL stores this many instances of a request at once.
 RADTRIAGE_STOW_CONCURRENCY = env_int("RADTRIAGE_STOW_CONCURRENCY", 4, minimum=1)
+# Receiving request bodies (radtriage.body_limits): the longest pause between
+# two chunks anywhere, and outside DICOMweb the longest time for a whole body
+# and its largest size.
+RADTRIAGE_BODY_IDLE_SECONDS = env_float(
+    "RADTRIAGE_BODY_IDLE_SECONDS", 30.0, minimum=0.1
+)
+RADTRIAGE_BODY_SECONDS = env_float("RADTRIAGE_BODY_SECONDS", 120.0, minimum=0.1)
+RADTRIAGE_MAX_REQUEST_BYTES = (
+    env_int("RADTRIAGE_MAX_REQUEST_MB", 10, minimum=1) * 1024 * 1024
+)
 RADTRIAGE_WEB_HOST = env_str("RADTRIAGE_WEB_HOST", "127.0.0.1")
 RADTRIAGE_WEB_PORT = env_int("RADTRIAGE_WEB_PORT", 8000, minimum=1)
 RADTRIAGE_EMBEDDED_WORKERS = env_int("RADTRIAGE_EMBEDDED_WORKERS", 2, minimum=1)

@@ -16,6 +16,7 @@ from celery.worker import state as worker_state
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from radtriage import access_log
 from radtriage.celery import app as celery_app
 from triage.ingest.scp import start_listener
 from worklist.demo import feed_demo
@@ -89,15 +90,16 @@ class Command(BaseCommand):
             f"RadTriage serving on http://{options['host']}:{options['port']}/",
         )
         self.stdout.flush()
-        uvicorn.Server(
-            uvicorn.Config(
-                "radtriage.asgi:application",
-                host=options["host"],
-                port=options["port"],
-                log_level="info",
-                lifespan="off",
-            )
-        ).run()
+        config = uvicorn.Config(
+            "radtriage.asgi:application",
+            host=options["host"],
+            port=options["port"],
+            log_level="info",
+            lifespan="off",
+        )
+        # After uvicorn configured its loggers: no query strings in the log.
+        access_log.install()
+        uvicorn.Server(config).run()
 
         feed_stop.set()
         beat.stop()
