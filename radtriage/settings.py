@@ -287,10 +287,28 @@ if EMBEDDED:
         }
     }
 else:
+    # channels_redis waits for messages with a 5 s blocking pop; redis-py 8's
+    # default socket_timeout of 5 s fired inside it and killed every idle
+    # websocket. The read timeout must outlast the pop, and still notice a
+    # dead Redis: 15 s, with TCP keepalive and a health check (a PING before a
+    # command on a connection idle this long) for half-open connections.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": env_float(
+                            "RADTRIAGE_CHANNELS_SOCKET_TIMEOUT", 15.0, minimum=6.0
+                        ),
+                        "socket_connect_timeout": 5.0,
+                        "socket_keepalive": True,
+                        "health_check_interval": 30,
+                        "retry_on_timeout": True,
+                    }
+                ]
+            },
         }
     }
 

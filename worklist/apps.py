@@ -50,12 +50,25 @@ def _on_study_changed_alerts(sender: Any, study_id: int, **kwargs: Any) -> None:
         logger.exception("resolving alerts failed study_id=%s", study_id)
 
 
+def _on_logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    """A user signed out: their session's websockets close."""
+    from worklist import broadcast
+
+    key = getattr(getattr(request, "session", None), "session_key", None)
+    if key:
+        broadcast.end_session(key)
+
+
 class WorklistConfig(AppConfig):
     name = "worklist"
     verbose_name = "Worklist"
 
     def ready(self) -> None:
+        from django.contrib.auth.signals import user_logged_out
+
         from triage.signals import study_changed
+
+        user_logged_out.connect(_on_logged_out, dispatch_uid="worklist-logout")
 
         study_changed.connect(_on_study_changed, dispatch_uid="worklist-priority")
         study_changed.connect(_on_study_changed_alerts, dispatch_uid="worklist-alerts")

@@ -2,14 +2,66 @@
 
 from __future__ import annotations
 
+import hashlib
+from datetime import datetime
 from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.utils import timezone
 
 WORKLIST_GROUP = "worklist"
+#: Close code for "your session ended": the browser goes to the login page.
+SESSION_ENDED = 4401
 
 
-class WorklistConsumer(AsyncJsonWebsocketConsumer):
+def session_group(session_key: str) -> str:
+    """The group of one login session's websockets, closed at its logout.
+
+    Named by a hash: the session key is a credential, and group names are
+    visible to anyone who can read the channel layer's Redis.
+    """
+    digest = hashlib.sha256(session_key.encode()).hexdigest()[:40]
+    return f"session.{digest}"
+
+
+class SessionBoundConsumer(AsyncJsonWebsocketConsumer):
+    """A websocket that lives no longer than the login session it opened in.
+
+    It joins its session's group, so logging out closes it
+    (``worklist.broadcast.end_session``), and it checks the session's expiry,
+    read at connect time, before each message it relays.
+    """
+
+    _session_group: str | None = None
+    _expires_at: datetime | None = None
+
+    async def join_session(self) -> None:
+        session = self.scope.get("session")
+        key = getattr(session, "session_key", None)
+        if session is None or not key:
+            return
+        self._session_group = session_group(key)
+        self._expires_at = session.get_expiry_date()
+        await self.channel_layer.group_add(self._session_group, self.channel_name)
+
+    async def leave_session(self) -> None:
+        if self._session_group is not None:
+            await self.channel_layer.group_discard(
+                self._session_group, self.channel_name
+            )
+
+    async def still_valid(self) -> bool:
+        """False, after closing the socket, once the session has expired."""
+        if self._expires_at is not None and timezone.now() >= self._expires_at:
+            await self.close(code=SESSION_ENDED)
+            return False
+        return True
+
+    async def session_ended(self, event: dict[str, Any]) -> None:
+        await self.close(code=SESSION_ENDED)
+
+
+class WorklistConsumer(SessionBoundConsumer):
     """Pushes worklist deltas to radiologists; refuses anyone else.
 
     Deltas are relayed in sequence. When one is missing (the channel layer drops
@@ -29,13 +81,17 @@ class WorklistConsumer(AsyncJsonWebsocketConsumer):
         if not await self._may_read(user):
             await self.close(code=4403)
             return
+        await self.join_session()
         await self.channel_layer.group_add(WORKLIST_GROUP, self.channel_name)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
         await self.channel_layer.group_discard(WORKLIST_GROUP, self.channel_name)
+        await self.leave_session()
 
     async def worklist_delta(self, event: dict[str, Any]) -> None:
+        if not await self.still_valid():
+            return
         delta: dict[str, Any] = event["delta"]
         seq, epoch = int(delta["seq"]), str(delta["epoch"])
         if self.last_seq is not None:

@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils import timezone
 
 from worklist.alerts import services
 from worklist.alerts.broadcast import ALERTS_GROUP
+from worklist.consumers import SessionBoundConsumer
 
 VIEW_ALERT_BOARD = "triage.view_alert_board"
 
 
-class AlertConsumer(AsyncJsonWebsocketConsumer):
+class AlertConsumer(SessionBoundConsumer):
     """Pushes alert deltas to users who may watch the board; refuses others.
 
     The browser answers ``{"type": "alerts.received", "id": N}`` once it shows
@@ -30,13 +30,17 @@ class AlertConsumer(AsyncJsonWebsocketConsumer):
         if not await user.ahas_perm(VIEW_ALERT_BOARD):
             await self.close(code=4403)
             return
+        await self.join_session()
         await self.channel_layer.group_add(ALERTS_GROUP, self.channel_name)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
         await self.channel_layer.group_discard(ALERTS_GROUP, self.channel_name)
+        await self.leave_session()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if not await self.still_valid():
+            return
         if not isinstance(content, dict) or content.get("type") != "alerts.received":
             return
         alert_id = content.get("id")
@@ -45,7 +49,8 @@ class AlertConsumer(AsyncJsonWebsocketConsumer):
             await _mark_delivered(alert_id, self.scope["user"], client[0])
 
     async def alerts_delta(self, event: dict[str, Any]) -> None:
-        await self.send_json(event["delta"])
+        if await self.still_valid():
+            await self.send_json(event["delta"])
 
 
 @database_sync_to_async
