@@ -39,7 +39,8 @@ _KEYS = {
     "StudyInstanceUID": "StudyInstanceUID",
     "0020000D": "StudyInstanceUID",
 }
-_IGNORED = {"includefield", "fuzzymatching"}
+# "format" picks DRF's renderer (?format=json), before the search sees it.
+_IGNORED = {"includefield", "fuzzymatching", "format"}
 _DATE = re.compile(r"[0-9]{8}")
 _COUNT = re.compile(r"[0-9]{1,10}")
 # DICOM text values never hold control characters; PostgreSQL refuses a NUL.
