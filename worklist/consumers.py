@@ -6,7 +6,9 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 from django.utils import timezone
 
 WORKLIST_GROUP = "worklist"
@@ -24,12 +26,30 @@ def session_group(session_key: str) -> str:
     return f"session.{digest}"
 
 
+@database_sync_to_async
+def _stored_expiry(session_key: str) -> datetime | None:
+    """When the database says the session ends (one query, at connect).
+
+    Other session engines: None, and the session's own (later) estimate holds.
+    """
+    if settings.SESSION_ENGINE != "django.contrib.sessions.backends.db":
+        return None
+    from django.contrib.sessions.models import Session
+
+    return (
+        Session.objects.filter(session_key=session_key)
+        .values_list("expire_date", flat=True)
+        .first()
+    )
+
+
 class SessionBoundConsumer(AsyncJsonWebsocketConsumer):
     """A websocket that lives no longer than the login session it opened in.
 
     It joins its session's group, so logging out closes it
     (``worklist.broadcast.end_session``), and it checks the session's expiry,
-    read at connect time, before each message it relays.
+    read once at connect time, before each message it relays (no query per
+    delta).
     """
 
     _session_group: str | None = None
@@ -41,7 +61,7 @@ class SessionBoundConsumer(AsyncJsonWebsocketConsumer):
         if session is None or not key:
             return
         self._session_group = session_group(key)
-        self._expires_at = session.get_expiry_date()
+        self._expires_at = await _stored_expiry(key) or session.get_expiry_date()
         await self.channel_layer.group_add(self._session_group, self.channel_name)
 
     async def leave_session(self) -> None:
