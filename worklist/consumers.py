@@ -43,19 +43,30 @@ def _stored_expiry(session_key: str) -> datetime | None:
     )
 
 
+def user_group(user_id: int) -> str:
+    """The group of all one user's websockets, closed when the account is."""
+    return f"user.{user_id}"
+
+
 class SessionBoundConsumer(AsyncJsonWebsocketConsumer):
     """A websocket that lives no longer than the login session it opened in.
 
     It joins its session's group, so logging out closes it
-    (``worklist.broadcast.end_session``), and it checks the session's expiry,
+    (``worklist.broadcast.end_session``), and its user's, so deactivating the
+    account does (``end_user_sessions``); and it checks the session's expiry,
     read once at connect time, before each message it relays (no query per
     delta).
     """
 
     _session_group: str | None = None
+    _user_group: str | None = None
     _expires_at: datetime | None = None
 
     async def join_session(self) -> None:
+        user = self.scope.get("user")
+        if user is not None and user.pk is not None:
+            self._user_group = user_group(int(user.pk))
+            await self.channel_layer.group_add(self._user_group, self.channel_name)
         session = self.scope.get("session")
         key = getattr(session, "session_key", None)
         if session is None or not key:
@@ -65,6 +76,8 @@ class SessionBoundConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(self._session_group, self.channel_name)
 
     async def leave_session(self) -> None:
+        if self._user_group is not None:
+            await self.channel_layer.group_discard(self._user_group, self.channel_name)
         if self._session_group is not None:
             await self.channel_layer.group_discard(
                 self._session_group, self.channel_name

@@ -260,3 +260,22 @@ async def test_a_socket_whose_session_expired_relays_nothing(
     closed = await communicator.receive_output(timeout=5)
     assert closed["type"] == "websocket.close"
     assert closed["code"] == 4401
+
+
+async def test_deactivating_the_account_closes_its_websockets(
+    make_user: Callable[..., AbstractBaseUser],
+) -> None:
+    user = await database_sync_to_async(make_user)(Role.RADIOLOGIST)
+    session = await database_sync_to_async(_signed_in)(user)
+    communicator = _communicator(user)
+    communicator.scope["session"] = session  # type: ignore[typeddict-unknown-key]
+    connected, _ = await communicator.connect()
+    assert connected
+
+    def deactivate() -> None:
+        user.is_active = False
+        user.save()
+
+    await asyncio.to_thread(deactivate)
+    closed = await communicator.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": 4401}
