@@ -9,6 +9,7 @@ select PostgreSQL and Redis for production, where those run as separate processe
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import dj_database_url
 # A runtime requirement (requirements*.in): it is made to be imported at run time,
 # giving Django's generic classes the __class_getitem__ the type hints need.
 import django_stubs_ext
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from radtriage.env import (
@@ -89,6 +91,8 @@ INSTALLED_APPS = [
     "django_filters",
     "django_htmx",
     "channels",
+    "axes",
+    "csp",
     "triage",
     "inference",
     "worklist",
@@ -97,6 +101,10 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # After whitenoise, which answers static files itself: everything else may
+    # carry PHI and must never sit in a browser's or a proxy's cache.
+    "radtriage.middleware.NoStoreMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -106,7 +114,46 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes requires: answers 429 to a locked-out login.
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    # Refuses logins while locked out; then Django's own checks the password.
+    "radtriage.auth.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login throttling (django-axes). Locked by username and address together: a
+# ward behind one NAT address is not locked out by one user's typos, and
+# nobody elsewhere can lock a radiologist out by guessing at their name. Each
+# failure and each lockout is also written to the audit trail (triage.accounts).
+AXES_FAILURE_LIMIT = env_int("RADTRIAGE_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(
+    minutes=env_float("RADTRIAGE_LOGIN_LOCKOUT_MINUTES", 15.0, minimum=0.1)
+)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The client's address is the socket's: a forwarded-for header is the client's
+# to write, and would let it dodge the lockout.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
+AXES_SENSITIVE_PARAMETERS = ["password"]
+
+# Content-Security-Policy (django-csp): scripts and styles from our own static
+# files only; no inline script, no eval, no framing, no plug-ins.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 ROOT_URLCONF = "radtriage.urls"
 ASGI_APPLICATION = "radtriage.asgi.application"
@@ -219,6 +266,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # The API speaks JSON only (the pages post their forms to Django views).
+    "DEFAULT_PARSER_CLASSES": ["radtriage.parsers.BoundedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
 }
@@ -228,6 +277,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "radtriage.openapi.add_error_responses",
+    ],
 }
 
 if EMBEDDED:
@@ -237,10 +290,28 @@ if EMBEDDED:
         }
     }
 else:
+    # channels_redis waits for messages with a 5 s blocking pop; redis-py 8's
+    # default socket_timeout of 5 s fired inside it and killed every idle
+    # websocket. The read timeout must outlast the pop, and still notice a
+    # dead Redis: 15 s, with TCP keepalive and a health check (a PING before a
+    # command on a connection idle this long) for half-open connections.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": env_float(
+                            "RADTRIAGE_CHANNELS_SOCKET_TIMEOUT", 15.0, minimum=6.0
+                        ),
+                        "socket_connect_timeout": 5.0,
+                        "socket_keepalive": True,
+                        "health_check_interval": 30,
+                        "retry_on_timeout": True,
+                    }
+                ]
+            },
         }
     }
 
@@ -354,6 +425,16 @@ except ValueError as exc:
     ) from exc
 # STOW-RS on PostgreSQL stores this many instances of a request at once.
 RADTRIAGE_STOW_CONCURRENCY = env_int("RADTRIAGE_STOW_CONCURRENCY", 4, minimum=1)
+# Receiving request bodies (radtriage.body_limits): the longest pause between
+# two chunks anywhere, and outside DICOMweb the longest time for a whole body
+# and its largest size.
+RADTRIAGE_BODY_IDLE_SECONDS = env_float(
+    "RADTRIAGE_BODY_IDLE_SECONDS", 30.0, minimum=0.1
+)
+RADTRIAGE_BODY_SECONDS = env_float("RADTRIAGE_BODY_SECONDS", 120.0, minimum=0.1)
+RADTRIAGE_MAX_REQUEST_BYTES = (
+    env_int("RADTRIAGE_MAX_REQUEST_MB", 10, minimum=1) * 1024 * 1024
+)
 RADTRIAGE_WEB_HOST = env_str("RADTRIAGE_WEB_HOST", "127.0.0.1")
 RADTRIAGE_WEB_PORT = env_int("RADTRIAGE_WEB_PORT", 8000, minimum=1)
 RADTRIAGE_EMBEDDED_WORKERS = env_int("RADTRIAGE_EMBEDDED_WORKERS", 2, minimum=1)

@@ -10,6 +10,7 @@ from drf_spectacular.views import SpectacularAPIView
 from radtriage import health
 
 admin.site.site_header = "RadTriage administration"
+handler404 = "radtriage.errors.not_found"
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),

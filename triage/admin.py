@@ -1,14 +1,164 @@
-"""Django admin for administrators. Lists show internal IDs, never PHI."""
+"""Django admin for administrators. Lists show internal IDs, never PHI.
+
+Two kinds of administration are kept apart:
+
+* account administration (the administrator role): create users, give them one
+  of the working roles, reset passwords, deactivate accounts;
+* administrator management (superusers only): who is staff, superuser or an
+  administrator, and what each group and user is permitted.
+
+So an administrator can never raise anyone's rights, their own included: the
+forms they see hold no staff, superuser or permission fields, the role list
+leaves the administrator role out, and the accounts of other administrators,
+of superusers and their own account are not theirs to change.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
+from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.models import Group, User
+from django.db.models import ManyToManyField
+from django.forms import ModelForm, ModelMultipleChoiceField
+from django.http import HttpRequest
+from django.utils import timezone
 
 from triage.models import AuditEvent, Instance, Series, Study, StudyEvent
+from triage.roles import VIEW_PHI, Role
+from triage.services import record_audit
+
+# Rights only a superuser hands out.
+_ADMINISTRATOR_FIELDS = ("is_staff", "is_superuser", "user_permissions")
+
+
+def _is_superuser(request: HttpRequest) -> bool:
+    return bool(getattr(request.user, "is_superuser", False))
+
+
+def _manages_administrators(request: HttpRequest, account: User) -> bool:
+    """Whether an account needs a superuser to change it."""
+    return bool(
+        account.is_superuser
+        or account.is_staff
+        or account.pk == request.user.pk
+        or account.groups.filter(name=Role.ADMINISTRATOR.value).exists()
+        or account.user_permissions.exists()
+    )
+
+
+class AccountAdmin(DjangoUserAdmin[User]):
+    """Users: account administration for administrators, all for superusers."""
+
+    list_display = ("username", "is_active", "is_staff", "last_login")
+    list_filter = ("is_active", "is_staff", "is_superuser", "groups")
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if _is_superuser(request) or obj is None:
+            return fieldsets
+        trimmed = []
+        for name, options in fieldsets:
+            fields = tuple(
+                f for f in options["fields"] if f not in _ADMINISTRATOR_FIELDS
+            )
+            trimmed.append((name, {**options, "fields": fields}))
+        return tuple(trimmed)
+
+    def formfield_for_manytomany(
+        self, db_field: ManyToManyField[Any, Any], request: HttpRequest, **kwargs: Any
+    ) -> ModelMultipleChoiceField[Any] | None:
+        if db_field.name == "groups" and not _is_superuser(request):
+            # The working roles only: making an administrator is a superuser's.
+            kwargs["queryset"] = Group.objects.filter(
+                name__in=[r.value for r in Role if r is not Role.ADMINISTRATOR]
+            )
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if not super().has_change_permission(request, obj):
+            return False
+        if obj is None or _is_superuser(request):
+            return True
+        return not _manages_administrators(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Accounts are deactivated, never deleted: the audit trail refers to them.
+        return _is_superuser(request) and super().has_delete_permission(request, obj)
+
+    def save_model(
+        self, request: HttpRequest, obj: User, form: ModelForm[User], change: bool
+    ) -> None:
+        if not _is_superuser(request):
+            # The form has no such fields; this holds whatever was posted.
+            if change:
+                before = User.objects.get(pk=obj.pk)
+                obj.is_staff, obj.is_superuser = before.is_staff, before.is_superuser
+            else:
+                obj.is_staff = obj.is_superuser = False
+        super().save_model(request, obj, form, change)
+        record_audit(
+            user=request.user,
+            action="change_account" if change else "create_account",
+            object_type="user",
+            object_id=str(obj.pk),
+            now=timezone.now(),
+            remote_addr=request.META.get("REMOTE_ADDR"),
+            detail={"changed": sorted(form.changed_data)},
+        )
+
+
+class RoleGroupAdmin(DjangoGroupAdmin):
+    """Roles and their permissions: superusers only change them."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return _is_superuser(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _is_superuser(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _is_superuser(request)
+
+
+admin.site.unregister(User)
+admin.site.register(User, AccountAdmin)
+admin.site.unregister(Group)
+admin.site.register(Group, RoleGroupAdmin)
+
+
+class HidesPhi:
+    """Leaves ``phi_fields`` out of every form and list for users without view_phi."""
+
+    phi_fields: tuple[str, ...] = ()
+
+    @staticmethod
+    def _sees_phi(request: HttpRequest) -> bool:
+        return bool(request.user.has_perm(f"triage.{VIEW_PHI}"))
+
+    def get_exclude(self, request: HttpRequest, obj: Any = None) -> Any:
+        excluded = tuple(super().get_exclude(request, obj) or ())  # type: ignore[misc]
+        if self._sees_phi(request):
+            return excluded
+        return excluded + self.phi_fields
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = super().get_fields(request, obj)  # type: ignore[misc]
+        if self._sees_phi(request):
+            return fields
+        return [f for f in fields if f not in self.phi_fields]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = super().get_readonly_fields(request, obj)  # type: ignore[misc]
+        if self._sees_phi(request):
+            return fields
+        return tuple(f for f in fields if f not in self.phi_fields)
 
 
 @admin.register(Study)
-class StudyAdmin(admin.ModelAdmin[Study]):
+class StudyAdmin(HidesPhi, admin.ModelAdmin[Study]):
     list_display = (
         "id",
         "modalities",
@@ -22,24 +172,40 @@ class StudyAdmin(admin.ModelAdmin[Study]):
     )
     list_filter = ("modalities", "patient_class", "ai_status", "reading_status")
     readonly_fields = ("study_instance_uid", "patient", "version")
+    # Identifiers, dates of the patient's care and free text that may name them;
+    # priority components can state the patient's age.
+    phi_fields = (
+        "study_instance_uid",
+        "patient",
+        "accession_number",
+        "study_description",
+        "study_date",
+        "study_time",
+        "acquired_at",
+        "priority_components",
+        "ai_status_reason",
+    )
 
 
 @admin.register(Series)
-class SeriesAdmin(admin.ModelAdmin[Series]):
+class SeriesAdmin(HidesPhi, admin.ModelAdmin[Series]):
     list_display = ("id", "study_id", "modality", "series_number", "instance_count")
     readonly_fields = ("series_instance_uid", "study")
+    phi_fields = ("series_instance_uid", "series_description")
 
 
 @admin.register(Instance)
-class InstanceAdmin(admin.ModelAdmin[Instance]):
+class InstanceAdmin(HidesPhi, admin.ModelAdmin[Instance]):
     list_display = ("id", "series_id", "instance_number", "size_bytes", "received_at")
     readonly_fields = ("sop_instance_uid", "series", "sha256", "storage_path")
+    phi_fields = ("sop_instance_uid", "storage_path")
 
 
 @admin.register(StudyEvent)
-class StudyEventAdmin(admin.ModelAdmin[StudyEvent]):
+class StudyEventAdmin(HidesPhi, admin.ModelAdmin[StudyEvent]):
     list_display = ("id", "study_id", "kind", "at", "actor")
     list_filter = ("kind",)
+    phi_fields = ("detail",)
 
 
 @admin.register(AuditEvent)

@@ -10,7 +10,24 @@ class TriageConfig(AppConfig):
     verbose_name = "Studies and ingest"
 
     def ready(self) -> None:
+        from axes.signals import user_locked_out
+        from django.contrib.auth import signals as auth_signals
         from pydicom import config
+
+        from triage import accounts
+
+        auth_signals.user_login_failed.connect(
+            accounts.login_failed, dispatch_uid="triage-audit-login-failed"
+        )
+        auth_signals.user_logged_in.connect(
+            accounts.logged_in, dispatch_uid="triage-audit-login"
+        )
+        auth_signals.user_logged_out.connect(
+            accounts.logged_out, dispatch_uid="triage-audit-logout"
+        )
+        user_locked_out.connect(
+            accounts.locked_out, dispatch_uid="triage-audit-lockout"
+        )
 
         # Ingest takes what real modalities send, invalid values included, and
         # pydicom's warnings about them quote the values, which may be PHI.

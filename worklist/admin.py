@@ -10,6 +10,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from triage.admin import HidesPhi
 from worklist.alerts.models import Alert, WebhookDelivery
 
 ADMINISTER = "triage.configure_ai"
@@ -35,7 +36,7 @@ class ReadOnlyForAdministrators:
 
 
 @admin.register(Alert)
-class AlertAdmin(ReadOnlyForAdministrators, admin.ModelAdmin[Alert]):
+class AlertAdmin(HidesPhi, ReadOnlyForAdministrators, admin.ModelAdmin[Alert]):
     list_display = (
         "pk",
         "study_id",
@@ -49,6 +50,8 @@ class AlertAdmin(ReadOnlyForAdministrators, admin.ModelAdmin[Alert]):
     )
     list_filter = ("status", "finding_code", "severity")
     ordering = ("-raised_at",)
+    # Free text a technologist typed: it may name the patient.
+    phi_fields = ("acknowledgement_note",)
 
 
 @admin.register(WebhookDelivery)

@@ -59,12 +59,44 @@ def _on_study_changed_alerts(sender: Any, study_id: int, **kwargs: Any) -> None:
         logger.exception("resolving alerts failed study_id=%s", study_id)
 
 
+def _on_logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    """A user signed out: their session's websockets close."""
+    from worklist import broadcast
+
+    key = getattr(getattr(request, "session", None), "session_key", None)
+    if key:
+        broadcast.end_session(key)
+
+
+def _on_user_saved(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """A deactivated account's open websockets close once that is committed."""
+    if getattr(instance, "is_active", True):
+        return
+    from django.db import transaction
+
+    from worklist import broadcast
+
+    user_id = instance.pk
+    transaction.on_commit(lambda: broadcast.end_user_sessions(user_id))
+
+
 class WorklistConfig(AppConfig):
     name = "worklist"
     verbose_name = "Worklist"
 
     def ready(self) -> None:
+        from django.conf import settings
+        from django.contrib.auth.signals import user_logged_out
+        from django.db.models.signals import post_save
+
         from triage.signals import study_changed
+
+        user_logged_out.connect(_on_logged_out, dispatch_uid="worklist-logout")
+        post_save.connect(
+            _on_user_saved,
+            sender=settings.AUTH_USER_MODEL,
+            dispatch_uid="worklist-user-deactivated",
+        )
 
         study_changed.connect(_on_study_changed, dispatch_uid="worklist-priority")
         study_changed.connect(_on_study_changed_alerts, dispatch_uid="worklist-alerts")

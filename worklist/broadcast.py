@@ -26,7 +26,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 
-from worklist.consumers import WORKLIST_GROUP
+from worklist.consumers import WORKLIST_GROUP, session_group, user_group
 
 logger = logging.getLogger(__name__)
 
@@ -176,3 +176,29 @@ def queue_study_removed(study_id: int) -> None:
         return
     batch.upserted.pop(study_id, None)
     batch.removed.add(study_id)
+
+
+def end_user_sessions(user_id: int) -> None:
+    """Close every websocket of the user ``user_id`` (account deactivated)."""
+    _close_group(user_group(user_id))
+
+
+def end_session(session_key: str) -> None:
+    """Close every websocket opened in the login session ``session_key``.
+
+    Called at logout: an open board or worklist must not go on receiving
+    deltas for a user who has signed out. Best effort, as a broadcast: the
+    sockets also stop at their session's expiry.
+    """
+    _close_group(session_group(session_key))
+
+
+def _close_group(group: str) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, {"type": "session.ended"})
+    except Exception:
+        # Logging out must succeed even when the channel layer is down.
+        logger.warning("closing websockets failed", exc_info=True)

@@ -509,6 +509,12 @@ def record_feedback(
 ) -> AIFeedback:
     """Record (or change) a reader's verdict on one AI finding of a study.
 
+    Feedback follows the claim: while another radiologist holds the study, no
+    one else judges its finding. A "disagree" by the reader holding the claim
+    rejects the finding and resolves its open alert; from a reader who does not
+    hold it, it is recorded for monitoring only, and the alert stays open for
+    the charge technologists until someone reads the study or acknowledges it.
+
     Args:
         study_id: the study.
         finding_code: the finding's code ("ich").
@@ -516,9 +522,15 @@ def record_feedback(
         verdict: agree, disagree or unsure (string or enum).
         comment: optional free text, at most 2,000 characters.
         now: the time of the verdict.
+
+    Raises:
+        StudyAlreadyClaimed: another radiologist holds the study.
     """
     study = _lock(study_id)
     verdict = FeedbackVerdict(verdict)
+    holds_claim = study.claimed_by_id == user.pk
+    if study.claimed_by_id is not None and not holds_claim:
+        raise StudyAlreadyClaimed("another radiologist is reading this study")
     finding = (
         Finding.objects.current()
         .filter(study_id=study.pk, code=finding_code)
@@ -551,9 +563,9 @@ def record_feedback(
         now=now,
         detail={"finding_code": finding_code, "verdict": verdict.value},
     )
-    if study.claimed_by_id == user.pk:
+    if holds_claim:
         _touch(study.pk, now)
-    if verdict == FeedbackVerdict.DISAGREE:
+    if verdict == FeedbackVerdict.DISAGREE and holds_claim:
         alerts.resolve_alerts(
             study.pk,
             resolution=alerts.Resolution.FINDING_REJECTED,

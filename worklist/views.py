@@ -207,14 +207,17 @@ def study_feedback(request: HttpRequest, study_id: int) -> HttpResponse:
     form = FeedbackSerializer(data=request.POST)
     if not form.is_valid() or not Study.objects.filter(pk=study_id).exists():
         return HttpResponse("Choose agree, disagree or unsure.", status=400)
-    worklist_services.record_feedback(
-        study_id,
-        form.validated_data["finding_code"],
-        _reader(request),
-        verdict=form.validated_data["verdict"],
-        comment=form.validated_data["comment"],
-        now=timezone.now(),
-    )
+    try:
+        worklist_services.record_feedback(
+            study_id,
+            form.validated_data["finding_code"],
+            _reader(request),
+            verdict=form.validated_data["verdict"],
+            comment=form.validated_data["comment"],
+            now=timezone.now(),
+        )
+    except worklist_services.WorkflowError as exc:
+        return HttpResponse(str(exc), status=409)
     return HttpResponse(f"Feedback recorded: {form.validated_data['verdict']}")
 
 

@@ -165,7 +165,12 @@ function connect() {
     if (gap) resync();
     else applyDelta(message);
   });
-  socket.addEventListener("close", () => {
+  socket.addEventListener("close", (event) => {
+    // 4401: the session ended (logged out elsewhere, or expired): sign in again.
+    if (event.code === 4401) {
+      window.location.assign("/accounts/login/");
+      return;
+    }
     setStatus("offline", "Reconnecting… (refreshing every 10 s)");
     clearInterval(pollTimer);
     pollTimer = setInterval(resync, 10000);

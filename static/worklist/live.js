@@ -150,7 +150,12 @@ function connect() {
   socket.addEventListener("message", (event) => {
     handle(JSON.parse(event.data));
   });
-  socket.addEventListener("close", () => {
+  socket.addEventListener("close", (event) => {
+    // 4401: the session ended (logged out elsewhere, or expired): sign in again.
+    if (event.code === 4401) {
+      window.location.assign("/accounts/login/");
+      return;
+    }
     setStatus("offline", "Offline: refreshing every 15 s, reconnecting…");
     startPolling();
     setTimeout(connect, retryMs);

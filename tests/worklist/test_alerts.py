@@ -149,20 +149,37 @@ def test_acknowledging_records_who_when_and_note_once(
     assert deltas[-1] == (alert.pk, study.pk, acked.version, "acknowledged", False)
 
 
-def test_first_browser_receipt_is_the_delivery_time() -> None:
+def test_first_browser_receipt_is_the_delivery_time(tech: AbstractBaseUser) -> None:
     study = scored_study()
     add_finding(study)
     [alert] = services.raise_alerts(study.pk, now=NOW)
-    assert services.mark_delivered(alert.pk, now=NOW + timedelta(seconds=1))
-    assert not services.mark_delivered(alert.pk, now=NOW + timedelta(seconds=9))
+    assert services.mark_delivered(alert.pk, tech, now=NOW + timedelta(seconds=1))
+    assert not services.mark_delivered(alert.pk, tech, now=NOW + timedelta(seconds=9))
     alert.refresh_from_db()
     assert alert.delivered_at == NOW + timedelta(seconds=1)
+    [audit] = AuditEvent.objects.filter(action="alert.delivered")
+    assert (audit.user_id, audit.object_id) == (tech.pk, str(alert.pk))
+
+
+def test_a_receipt_from_who_may_not_act_on_it_is_no_delivery(
+    make_user: Callable[..., AbstractBaseUser],
+) -> None:
+    study = scored_study()
+    add_finding(study)
+    [alert] = services.raise_alerts(study.pk, now=NOW)
+    for role in (Role.DEPARTMENT_HEAD, Role.ADMINISTRATOR, Role.RADIOLOGIST):
+        watcher = make_user(role)
+        assert not services.mark_delivered(alert.pk, watcher, now=NOW)
+    alert.refresh_from_db()
+    assert alert.delivered_at is None
+    assert not AuditEvent.objects.filter(action="alert.delivered").exists()
 
 
 def test_rejecting_the_finding_resolves_the_alert(reader: AbstractBaseUser) -> None:
     study = scored_study()
     add_finding(study)
     [alert] = services.raise_alerts(study.pk, now=NOW)
+    worklist_services.claim_study(study.pk, reader, now=NOW)
     worklist_services.record_feedback(
         study.pk, "ich", reader, verdict=FeedbackVerdict.AGREE, now=NOW
     )
@@ -179,6 +196,29 @@ def test_rejecting_the_finding_resolves_the_alert(reader: AbstractBaseUser) -> N
     services.raise_alerts(study.pk, now=NOW)
     alert.refresh_from_db()
     assert alert.status == AlertStatus.RESOLVED
+
+
+def test_a_reader_not_holding_the_claim_cannot_clear_the_alert(
+    reader: AbstractBaseUser, make_user: Callable[..., AbstractBaseUser]
+) -> None:
+    study = scored_study()
+    add_finding(study)
+    [alert] = services.raise_alerts(study.pk, now=NOW)
+    other = make_user(Role.RADIOLOGIST, "reader2")
+    # Nobody holds it: the verdict is kept for monitoring, the alert stays open.
+    worklist_services.record_feedback(
+        study.pk, "ich", other, verdict=FeedbackVerdict.DISAGREE, now=NOW
+    )
+    alert.refresh_from_db()
+    assert alert.status == AlertStatus.OPEN
+    # Someone else holds it: no verdict at all.
+    worklist_services.claim_study(study.pk, reader, now=NOW)
+    with pytest.raises(worklist_services.StudyAlreadyClaimed):
+        worklist_services.record_feedback(
+            study.pk, "ich", other, verdict=FeedbackVerdict.DISAGREE, now=NOW
+        )
+    alert.refresh_from_db()
+    assert alert.status == AlertStatus.OPEN
 
 
 def test_finalizing_the_study_resolves_its_alerts(

@@ -176,6 +176,28 @@ def test_claim_then_second_reader_gets_a_conflict(
     assert "another radiologist" in second.json()["detail"]
 
 
+def test_feedback_on_a_study_another_reader_holds_is_refused(
+    api: Callable[..., APIClient],
+) -> None:
+    made = study()
+    holder = api(Role.RADIOLOGIST, "holder")
+    assert holder.post(f"/api/studies/{made.pk}/claim/").status_code == 200
+    other = api(Role.RADIOLOGIST, "other")
+    response = other.post(
+        f"/api/studies/{made.pk}/feedback/",
+        {"finding_code": "ich", "verdict": "disagree"},
+        format="json",
+    )
+    assert response.status_code == 409
+    assert not AIFeedback.objects.exists()
+    mine = holder.post(
+        f"/api/studies/{made.pk}/feedback/",
+        {"finding_code": "ich", "verdict": "disagree"},
+        format="json",
+    )
+    assert mine.status_code == 201
+
+
 def test_release_open_final_and_feedback(api: Callable[..., APIClient]) -> None:
     made = study(study_instance_uid="1.2.77")
     client = api(Role.RADIOLOGIST)

@@ -202,3 +202,80 @@ async def test_in_memory_layer_wakes_an_idle_loop_for_cross_thread_sends() -> No
     message = await asyncio.wait_for(receiving, timeout=2)
     await asyncio.to_thread(thread.join)  # never block the loop the send needs
     assert message["type"] == "x.y"
+
+
+def _signed_in(user: AbstractBaseUser, *, expiry: int | None = None) -> Any:
+    """A real login session for ``user``, as the session middleware keeps it."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    if expiry is not None:
+        session.set_expiry(expiry)
+    session.save()
+    return session
+
+
+@pytest.mark.parametrize("path", ["/ws/worklist/", "/ws/alerts/"])
+async def test_logging_out_closes_the_sessions_websockets(
+    make_user: Callable[..., AbstractBaseUser], path: str
+) -> None:
+    from django.test import Client
+
+    role = Role.RADIOLOGIST if "worklist" in path else Role.CHARGE_TECHNOLOGIST
+    user = await database_sync_to_async(make_user)(role)
+    session = await database_sync_to_async(_signed_in)(user)
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path)
+    communicator.scope["user"] = user  # type: ignore[typeddict-unknown-key]
+    communicator.scope["session"] = session  # type: ignore[typeddict-unknown-key]
+    connected, _ = await communicator.connect()
+    assert connected
+
+    def log_out() -> None:
+        client = Client()
+        client.cookies["sessionid"] = session.session_key
+        assert client.post("/accounts/logout/").status_code == 302
+
+    await asyncio.to_thread(log_out)
+    closed = await communicator.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": 4401}
+
+
+async def test_a_socket_whose_session_expired_relays_nothing(
+    make_user: Callable[..., AbstractBaseUser],
+) -> None:
+    user = await database_sync_to_async(make_user)(Role.RADIOLOGIST)
+    session = await database_sync_to_async(_signed_in)(user, expiry=1)
+    communicator = _communicator(user)
+    communicator.scope["session"] = session  # type: ignore[typeddict-unknown-key]
+    connected, _ = await communicator.connect()
+    assert connected
+    await asyncio.sleep(1.2)
+    layer = get_channel_layer()
+    assert layer is not None
+    await layer.group_send(WORKLIST_GROUP, _delta(1))
+    closed = await communicator.receive_output(timeout=5)
+    assert closed["type"] == "websocket.close"
+    assert closed["code"] == 4401
+
+
+async def test_deactivating_the_account_closes_its_websockets(
+    make_user: Callable[..., AbstractBaseUser],
+) -> None:
+    user = await database_sync_to_async(make_user)(Role.RADIOLOGIST)
+    session = await database_sync_to_async(_signed_in)(user)
+    communicator = _communicator(user)
+    communicator.scope["session"] = session  # type: ignore[typeddict-unknown-key]
+    connected, _ = await communicator.connect()
+    assert connected
+
+    def deactivate() -> None:
+        user.is_active = False
+        user.save()
+
+    await asyncio.to_thread(deactivate)
+    closed = await communicator.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": 4401}

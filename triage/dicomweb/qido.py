@@ -23,6 +23,9 @@ from triage.models import Study
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+# Past this no database holds the rows, and past 2**63 the offset would not
+# even fit its column type: refused rather than sent to the database.
+MAX_OFFSET = 10**9
 
 _KEYS = {
     "PatientID": "PatientID",
@@ -36,8 +39,12 @@ _KEYS = {
     "StudyInstanceUID": "StudyInstanceUID",
     "0020000D": "StudyInstanceUID",
 }
-_IGNORED = {"includefield", "fuzzymatching"}
-_DATE = re.compile(r"\d{8}")
+# "format" picks DRF's renderer (?format=json), before the search sees it.
+_IGNORED = {"includefield", "fuzzymatching", "format"}
+_DATE = re.compile(r"[0-9]{8}")
+_COUNT = re.compile(r"[0-9]{1,10}")
+# DICOM text values never hold control characters; PostgreSQL refuses a NUL.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class QueryError(ValueError):
@@ -89,6 +96,8 @@ def parse_query(params: Mapping[str, Sequence[str]]) -> StudyQuery:
     """
     values: dict[str, Any] = {}
     for name, given in params.items():
+        if any(_CONTROL.search(item) for item in given):
+            raise QueryError(f"{name} holds a control character")
         value = given[-1] if given else ""
         if name in ("limit", "offset"):
             values[name] = _count(name, value)
@@ -104,9 +113,13 @@ def parse_query(params: Mapping[str, Sequence[str]]) -> StudyQuery:
 
 
 def _count(name: str, value: str) -> int:
-    if not value.isdigit():
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if not _COUNT.fullmatch(value):
         raise QueryError(f"{name} must be a non-negative integer")
-    return int(value)
+    count = int(value)
+    if name == "offset" and count > MAX_OFFSET:
+        raise QueryError(f"offset must be at most {MAX_OFFSET}")
+    return count
 
 
 def _matching(key: str, value: str, given: Sequence[str]) -> dict[str, Any]:
@@ -123,7 +136,7 @@ def _matching(key: str, value: str, given: Sequence[str]) -> dict[str, Any]:
     if "\\" in value:
         raise QueryError(f"{key} takes a single value")
     if key == "ModalitiesInStudy":
-        if not value.isalnum():
+        if not (value.isascii() and value.isalnum()):
             raise QueryError("ModalitiesInStudy must be one modality, like CT")
         return {"modality": value.upper()}
     field = {"PatientID": "patient_id", "AccessionNumber": "accession_number"}[key]

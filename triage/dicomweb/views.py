@@ -67,6 +67,8 @@ class _DicomwebView(APIView):
     renderer_classes = (DicomJsonRenderer, JSONRenderer)
     # The body is read as a stream by STOW-RS itself; DRF parses nothing.
     parser_classes = ()
+    # PS3.18 defines these endpoints; they are not part of the REST API's schema.
+    schema = None
 
     def store(self, request: Request, study_instance_uid: str | None) -> Response:
         media_type = MediaType.parse(request.content_type or "")

@@ -20,6 +20,7 @@ from django.db.models import Exists, OuterRef, Q
 
 from inference.models import Finding
 from triage.models import ReadingStatus, Study
+from triage.roles import ACKNOWLEDGE_ALERTS as _ACKNOWLEDGE
 from triage.roles import Role
 from triage.services import record_audit
 from triage.vocabulary import Severity
@@ -30,6 +31,8 @@ from worklist.alerts.rules import SIGNATURE_HEADER, sign
 from worklist.models import AIFeedback, FeedbackVerdict
 
 logger = logging.getLogger(__name__)
+
+ACKNOWLEDGE_ALERTS = f"triage.{_ACKNOWLEDGE}"
 
 #: Only findings of these severities alert the board.
 ALERTING_SEVERITIES = frozenset({Severity.CRITICAL.value})
@@ -238,16 +241,40 @@ def resolve_if_final(study_id: int, *, now: datetime) -> list[Alert]:
     return resolve_alerts(study_id, resolution=Resolution.STUDY_FINAL, now=now)
 
 
-def mark_delivered(alert_id: int, *, now: datetime) -> bool:
-    """Stamp the first time a board in a browser showed the alert.
+@transaction.atomic
+def mark_delivered(
+    alert_id: int,
+    user: AbstractBaseUser,
+    *,
+    now: datetime,
+    remote_addr: str | None = None,
+) -> bool:
+    """Stamp the first time a charge technologist's board showed the alert.
 
-    A single conditional update: later receipts (other boards, reloads) change
-    nothing. Returns whether this receipt was the first.
+    Only a board of someone who may act on it (``acknowledge_alerts``) counts:
+    a department head watching does not make a critical finding delivered. A
+    single conditional update: later receipts (other boards, reloads) change
+    nothing. The receipt that delivers is audited, with who received it.
+
+    Returns:
+        Whether this receipt was the first (and so the delivery).
     """
+    if not user.has_perm(ACKNOWLEDGE_ALERTS):  # type: ignore[attr-defined]
+        return False
     updated = Alert.objects.filter(pk=alert_id, delivered_at__isnull=True).update(
         delivered_at=now
     )
-    return updated == 1
+    if updated != 1:
+        return False
+    record_audit(
+        user=user,
+        action="alert.delivered",
+        object_type="alert",
+        object_id=str(alert_id),
+        now=now,
+        remote_addr=remote_addr,
+    )
+    return True
 
 
 @transaction.atomic

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import django_filters
+from django.core.validators import RegexValidator
 from django.db.models import Q
 
 from triage.models import ReadingStatus, Study, StudyQuerySet
 from triage.vocabulary import PatientClass, choices
 
+# DICOM code strings (Modality, BodyPartExamined): letters, digits, space, "_".
+CODE_STRING = r"^[A-Za-z0-9 _]*$"
+_CODE_STRING = RegexValidator(CODE_STRING, "letters, digits, spaces and _ only")
+
 
 class StudyFilter(django_filters.FilterSet):  # type: ignore[misc]  # untyped
-    modality = django_filters.CharFilter(method="filter_modality", max_length=16)
+    modality = django_filters.CharFilter(
+        method="filter_modality", max_length=16, validators=[_CODE_STRING]
+    )
     body_part = django_filters.CharFilter(
-        field_name="body_part_examined", lookup_expr="iexact", max_length=64
+        field_name="body_part_examined",
+        lookup_expr="iexact",
+        max_length=64,
+        validators=[_CODE_STRING],
     )
     patient_class = django_filters.ChoiceFilter(choices=choices(PatientClass))
     status = django_filters.ChoiceFilter(

@@ -9,7 +9,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from triage.models import Study
+from triage.models import PatientClass, ReadingStatus, Study
 from worklist.models import FeedbackVerdict, WorklistFilter
 
 
@@ -134,10 +134,38 @@ class StudyWithPatientSerializer(StudySerializer):
         return row
 
 
+class StrictCharField(serializers.CharField):
+    """A string, and only a string: DRF would take 42 as "42"."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictRegexField(serializers.RegexField):
+    """A string matching the pattern, never a number made into one."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """true or false, not DRF's 0, 1, "yes" or "on" (JSON has booleans)."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
 class FeedbackSerializer(serializers.Serializer[dict[str, Any]]):
-    finding_code = serializers.CharField(max_length=64)
+    # A model's finding code, as in its manifest ("ich").
+    finding_code = StrictRegexField(r"^[A-Za-z0-9_.-]{1,64}$", max_length=64)
     verdict = serializers.ChoiceField(choices=FeedbackVerdict.choices)
-    comment = serializers.CharField(
+    comment = StrictCharField(
         max_length=2000, required=False, allow_blank=True, default=""
     )
 
@@ -146,7 +174,28 @@ class OpenedSerializer(serializers.Serializer[dict[str, Any]]):
     viewer_url = serializers.CharField()
 
 
+# DICOM code strings: letters, digits, space and underscore ("" is its own
+# choice, "any", so the pattern needs one character: the schema's oneOf).
+CODE_STRING = r"^[A-Za-z0-9 _]+$"
+
+
 class WorklistFilterSerializer(serializers.ModelSerializer[WorklistFilter]):
+    modality = StrictRegexField(
+        CODE_STRING, max_length=16, required=False, allow_blank=True
+    )
+    body_part = StrictRegexField(
+        CODE_STRING, max_length=64, required=False, allow_blank=True
+    )
+    ai_flagged = StrictBooleanField(required=False, allow_null=True)
+    mine = StrictBooleanField(required=False)
+    # Saved filters are applied to every later list: only real choices.
+    patient_class = serializers.ChoiceField(
+        choices=PatientClass.choices, required=False, allow_blank=True
+    )
+    reading_status = serializers.ChoiceField(
+        choices=ReadingStatus.choices, required=False, allow_blank=True
+    )
+
     class Meta:
         model = WorklistFilter
         fields = WorklistFilter.FILTERS

@@ -8,10 +8,15 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, NotAuthenticated
+from rest_framework.exceptions import (
+    APIException,
+    NotAuthenticated,
+    NotFound,
+    ValidationError,
+)
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
@@ -56,6 +61,28 @@ class WorklistPagination(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 200
 
+    def get_page_size(self, request: Request) -> int | None:
+        # DRF quietly falls back to the default for a bad page_size; a client
+        # asking for "abc" or 10**30 rows is told instead.
+        given = request.query_params.getlist(self.page_size_query_param)
+        if given and (
+            len(given) > 1
+            or not given[0].isascii()
+            or not given[0].isdigit()
+            or not 1 <= int(given[0]) <= self.max_page_size
+        ):
+            raise ValidationError(
+                {"page_size": [f"a whole number from 1 to {self.max_page_size}"]}
+            )
+        return super().get_page_size(request)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size)
+        return parameters
+
 
 class WorklistPermission(BasePermission):
     """Readers may act; the charge technologists' board may also look."""
@@ -73,6 +100,9 @@ class StudyViewSet(
     """Studies still to be read, most urgent first."""
 
     permission_classes = (IsAuthenticated, WorklistPermission)
+    # A study ID is a positive bigint: anything else is not a route (404), so no
+    # action ever sees "abc" or a number past 2**63.
+    lookup_value_regex = r"[0-9]{1,18}"
     pagination_class = WorklistPagination
     filterset_class = StudyFilter
 
@@ -84,6 +114,12 @@ class StudyViewSet(
             return StudyWithPatientSerializer
         return StudySerializer
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("modality", str, pattern=r"^[A-Za-z0-9 _]{0,16}$"),
+            OpenApiParameter("body_part", str, pattern=r"^[A-Za-z0-9 _]{0,64}$"),
+        ]
+    )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         response = super().list(request, *args, **kwargs)
         self._audit("list_studies", [row["id"] for row in response.data["results"]])
@@ -115,7 +151,7 @@ class StudyViewSet(
     def _act(self, do: Any) -> Response:
         pk = int(self.kwargs["pk"])
         if not Study.objects.filter(pk=pk).exists():
-            return Response(status=status.HTTP_404_NOT_FOUND)
+            raise NotFound
         try:
             study = do(pk)
         except services.WorkflowError as exc:
@@ -184,7 +220,7 @@ class StudyViewSet(
         """Record that the study was opened; returns the viewer's deep link."""
         study = Study.objects.filter(pk=int(pk)).first()
         if study is None:
-            return Response(status=status.HTTP_404_NOT_FOUND)
+            raise NotFound
         url = services.open_study(
             study.pk,
             _reader(request),
@@ -193,23 +229,32 @@ class StudyViewSet(
         )
         return Response(OpenedSerializer({"viewer_url": url}).data)
 
-    @extend_schema(request=FeedbackSerializer, responses={201: FeedbackSerializer})
+    @extend_schema(
+        request=FeedbackSerializer,
+        responses={
+            201: FeedbackSerializer,
+            409: OpenApiResponse(description="claimed by another reader"),
+        },
+    )
     @action(detail=True, methods=["post"])
     def feedback(self, request: Request, pk: str) -> Response:
         """Agree, disagree or be unsure about one AI finding, with a comment."""
         serializer = FeedbackSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         if not Study.objects.filter(pk=int(pk)).exists():
-            return Response(status=status.HTTP_404_NOT_FOUND)
+            raise NotFound
         data = serializer.validated_data
-        services.record_feedback(
-            int(pk),
-            data["finding_code"],
-            _reader(request),
-            verdict=data["verdict"],
-            comment=data["comment"],
-            now=timezone.now(),
-        )
+        try:
+            services.record_feedback(
+                int(pk),
+                data["finding_code"],
+                _reader(request),
+                verdict=data["verdict"],
+                comment=data["comment"],
+                now=timezone.now(),
+            )
+        except services.WorkflowError as exc:
+            raise Conflict(str(exc)) from exc
         return Response(serializer.data, status=status.HTTP_201_CREATED)
 
 

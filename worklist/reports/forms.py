@@ -17,14 +17,34 @@ MAX_DAYS = 400
 MODALITIES = ("CT", "MR", "CR", "DX", "US", "MG", "NM", "PT", "XA", "RF")
 
 
+# The reports cover the department's working life; outside this, date arithmetic
+# (the day after the end) overflows, and no study was acquired there anyway.
+EARLIEST = dt.date(1900, 1, 1)
+LATEST = dt.date(2999, 12, 31)
+
+
+class ReportDateField(forms.DateField):
+    """A date within the span any report can cover (EARLIEST to LATEST)."""
+
+    widget = forms.DateInput(attrs={"type": "date"})
+
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        if value is not None and not EARLIEST <= value <= LATEST:
+            raise forms.ValidationError(
+                f"Choose a date between {EARLIEST.isoformat()} and "
+                f"{LATEST.isoformat()}."
+            )
+
+
 class RadiologistChoiceField(forms.ModelChoiceField[User]):
     def label_from_instance(self, obj: User) -> str:
         return obj.get_username()
 
 
 class TurnaroundForm(forms.Form):
-    start = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    start = ReportDateField()
+    end = ReportDateField()
     modality = forms.ChoiceField(
         required=False, choices=[("", "Any"), *((m, m) for m in MODALITIES)]
     )
@@ -81,8 +101,8 @@ def turnaround_form(params: Any, today: dt.date) -> TurnaroundForm:
 
 
 class AiForm(forms.Form):
-    start = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    start = ReportDateField()
+    end = ReportDateField()
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from inference import runtime, startup
+from radtriage import access_log
 from radtriage.celery import app as celery_app
 from triage.ingest.scp import start_listener
 from worklist.demo import DEMO_CASES, feed_demo, format_logins, seed_demo
@@ -132,6 +133,8 @@ class Command(BaseCommand):
                 name="announce",
                 daemon=True,
             ).start()
+        # After uvicorn configured its loggers: no query strings in the log.
+        access_log.install()
         server.run()
 
         feed_stop.set()
