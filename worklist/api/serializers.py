@@ -9,7 +9,8 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from triage.models import PatientClass, ReadingStatus, Study
+from triage.models import ReadingStatus, Study
+from triage.vocabulary import PatientClass, choices
 from worklist.models import FeedbackVerdict, WorklistFilter
 
 
@@ -190,7 +191,7 @@ class WorklistFilterSerializer(serializers.ModelSerializer[WorklistFilter]):
     mine = StrictBooleanField(required=False)
     # Saved filters are applied to every later list: only real choices.
     patient_class = serializers.ChoiceField(
-        choices=PatientClass.choices, required=False, allow_blank=True
+        choices=choices(PatientClass), required=False, allow_blank=True
     )
     reading_status = serializers.ChoiceField(
         choices=ReadingStatus.choices, required=False, allow_blank=True
