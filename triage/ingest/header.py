@@ -262,6 +262,7 @@ def _pixel_layout(dataset: Dataset, transfer_syntax_uid: str) -> PixelLayout | N
 
 
 _INFLATE_PIECE_BYTES = 1 << 20
+_DEFLATED_PIECE_BYTES = 1 << 16
 
 
 def _check_inflated_size(deflated: memoryview, limit: int) -> None:
@@ -272,15 +273,21 @@ def _check_inflated_size(deflated: memoryview, limit: int) -> None:
     """
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     size = 0
-    pending: bytes | memoryview = deflated
     try:
-        while pending and not inflater.eof:
-            size += len(inflater.decompress(pending, _INFLATE_PIECE_BYTES))
-            if size > limit:
-                raise InstanceTooLarge(
-                    f"the deflated data set inflates past {limit} bytes"
-                )
-            pending = inflater.unconsumed_tail
+        # Fed a little at a time: each call copies its unconsumed input.
+        for start in range(0, len(deflated), _DEFLATED_PIECE_BYTES):
+            pending: bytes | memoryview = deflated[
+                start : start + _DEFLATED_PIECE_BYTES
+            ]
+            while pending and not inflater.eof:
+                size += len(inflater.decompress(pending, _INFLATE_PIECE_BYTES))
+                if size > limit:
+                    raise InstanceTooLarge(
+                        f"the deflated data set inflates past {limit} bytes"
+                    )
+                pending = inflater.unconsumed_tail
+            if inflater.eof:
+                break
         size += len(inflater.flush())
     except zlib.error as exc:
         raise NotDicom("the deflated data set does not inflate") from exc

@@ -360,6 +360,51 @@ class DataTransfer:
 class AcceptorAssociation(Association):
     """The association thread, asleep until a message or request has arrived."""
 
+    def run(self) -> None:
+        # Thread.__init__ bound pynetdicom's reactor as the target: run ours.
+        self.run_reactor()
+
+    def run_reactor(self) -> None:
+        """pynetdicom's, after waiting for the request only while one can come.
+
+        pynetdicom waits the whole ACSE timeout (30 s) for an A-ASSOCIATE-RQ
+        even once the connection was aborted for a bad PDU; meanwhile the
+        dead connection counts against the association limit, so a few bad
+        connections would lock every modality out.
+        """
+        if self.is_acceptor and not self._started_dul:
+            self.dul.start()
+            self._started_dul = True
+            self._dul_ready.wait()
+            if not self._request_arrives():
+                # The socket first: the DUL thread may be blocked reading the
+                # rest of a PDU, and kill() waits for that thread to end.
+                sock = self.dul.socket
+                if self._server and sock is not None and sock.socket:
+                    self._server.shutdown_request(sock.socket)
+                self.kill()
+                return
+        super().run_reactor()
+
+    def _request_arrives(self) -> bool:
+        """Whether a request waits for this thread (left in the queue for it)."""
+        timeout = self.acse_timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        dul = self.dul
+        while dul.to_user_queue.empty():
+            sock = dul.socket
+            if (
+                sock is None
+                or sock.socket is None
+                or dul.state_machine.current_state == "Sta13"
+                or not dul.is_alive()
+            ):
+                return False  # aborted or closed: no request will come
+            if deadline is not None and time.monotonic() > deadline:
+                return False  # timed out, as pynetdicom's own wait would
+            time.sleep(_IDLE_WAIT_SECONDS)
+        return True
+
     def _run_reactor(self) -> None:
         """pynetdicom's acceptor loop (``Association._run_reactor``), waiting."""
         self._is_paused = False
