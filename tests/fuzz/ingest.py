@@ -18,6 +18,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 from pydicom.uid import (
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -78,7 +79,7 @@ def _base(syntax: str) -> bytes:
     if syntax == RLELossless:
         dataset.compress(RLELossless)
     elif syntax != ExplicitVRLittleEndian:
-        dataset.file_meta.TransferSyntaxUID = syntax
+        dataset.file_meta.TransferSyntaxUID = UID(syntax)
     return encode(dataset)
 
 
@@ -87,7 +88,7 @@ def _dataset(syntax: str) -> Dataset:
 
 
 _text = st.text(
-    st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=80
+    st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=80
 ) | st.sampled_from(["", "\x00", "A\x00B", "é" * 40, "^" * 400, "\\\\", "DOE^JOHN"])
 _number = st.sampled_from(
     ["nan", "inf", "-inf", "1e999", "-1e999", "9" * 16, "-0", "1.5", "", " ", "x"]
