@@ -40,11 +40,16 @@ _LOCK_ARRIVAL = (
     f" LEFT JOIN {_INSTANCE} it ON it.sop_instance_uid = %s"
     " WHERE st.study_instance_uid = %s"
 )
+# ON CONFLICT: a concurrent sender of the same instance is no error for the
+# server to log (with the statement's values).
 _INSERT_INSTANCE = (
     f"INSERT INTO {_INSTANCE} ({_INSTANCE_COLUMNS})"  # noqa: S608
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, 0)"
-    " RETURNING id"
+    " ON CONFLICT (sop_instance_uid) DO NOTHING RETURNING id"
 )
+# Advisory lock namespaces (the first key of pg_advisory_xact_lock(int, int)).
+_LOCK_NEW_STUDY = 0x5254_0001
+_LOCK_NEW_PATIENT = 0x5254_0002
 _COUNT_IN_SERIES = (
     f"UPDATE {_SERIES} SET instance_count = instance_count + %s,"  # noqa: S608
     " last_instance_received_at = %s, stable_at = NULL WHERE id = %s"
@@ -80,6 +85,7 @@ WITH study AS (
            %(sha256)s, %(now)s, NULL, 0
     FROM series
     WHERE NOT EXISTS (SELECT 1 FROM {_INSTANCE} WHERE sop_instance_uid = %(sop_uid)s)
+    ON CONFLICT (sop_instance_uid) DO NOTHING
     RETURNING id, series_id
 ), counted AS (
     UPDATE {_SERIES} SET instance_count = instance_count + 1,
@@ -155,6 +161,33 @@ def pixel_layout_value(header: InstanceHeader) -> Any:
     )
 
 
+def lock_new_study(header: InstanceHeader) -> None:
+    """Serialise the creation of a study and of its patient (PostgreSQL).
+
+    Parts of one STOW-RS request (or associations) racing to create the same
+    study or patient would otherwise both insert it, and the loser's unique
+    violation puts the whole INSERT, name and birth date included, in the
+    server's log. Held until the transaction ends, these locks make the
+    second creator wait for the first and then find its rows. A hash
+    collision only makes two creations wait for each other. SQLite's
+    transactions are exclusive already.
+    """
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        # Study first, then patient: every creator takes them in this order.
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s)),"
+            " pg_advisory_xact_lock(%s, hashtext(%s))",
+            [
+                _LOCK_NEW_STUDY,
+                header.study_instance_uid,
+                _LOCK_NEW_PATIENT,
+                f"{header.issuer_of_patient_id}\\{header.patient_id}",
+            ],
+        )
+
+
 def insert_instance(
     header: InstanceHeader,
     *,
@@ -164,7 +197,12 @@ def insert_instance(
     sha256: str,
     now: datetime,
 ) -> int:
-    """Insert a new instance row; returns its ID."""
+    """Insert a new instance row; returns its ID.
+
+    Raises:
+        IntegrityError: another transaction has just inserted the same SOP
+            instance UID (the caller tries again and finds it).
+    """
     parameters: list[Any] = [
         header.sop_instance_uid,
         series_id,
@@ -184,6 +222,8 @@ def insert_instance(
     with connection.cursor() as cursor:
         cursor.execute(_INSERT_INSTANCE, parameters)
         row = cursor.fetchone()
+    if row is None:
+        raise IntegrityError("the instance was inserted concurrently")
     return int(row[0])
 
 

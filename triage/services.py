@@ -258,6 +258,7 @@ def record_instance(
 
 
 def _create_study(header: InstanceHeader, now: datetime) -> None:
+    ingest_sql.lock_new_study(header)
     patient, _ = Patient.objects.get_or_create(
         patient_id=header.patient_id,
         issuer_of_patient_id=header.issuer_of_patient_id,

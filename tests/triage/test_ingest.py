@@ -404,9 +404,9 @@ def test_the_write_begins_before_the_header_is_parsed(
 
         return real_write(root, data, started=note)
 
-    def read_header(data: bytes) -> Any:
+    def read_header(data: bytes, **options: Any) -> Any:
         events.append("parse")
-        return real_read(data)
+        return real_read(data, **options)
 
     monkeypatch.setattr(core, "_START_WAIT_SECONDS", 10.0)  # no timing luck
     monkeypatch.setattr(core, "write_incoming", write)

@@ -61,9 +61,22 @@ class CanSearchStudies(BasePermission):
         )
 
 
+class _SessionAuthentication(SessionAuthentication):
+    """DRF's session authentication, its CSRF check reading Django's request.
+
+    Django's check looks for the token in the form data when no header
+    carries it; asked of DRF's request, that parses the body with this view's
+    parsers (none), which answers 415 before authorisation has run. Django's
+    own request reads no body that is not a form.
+    """
+
+    def enforce_csrf(self, request: Request) -> None:
+        super().enforce_csrf(request._request)  # type: ignore[arg-type]
+
+
 class _DicomwebView(APIView):
     # Token first, so that an anonymous call gets 401 with WWW-Authenticate.
-    authentication_classes = (TokenAuthentication, SessionAuthentication)
+    authentication_classes = (TokenAuthentication, _SessionAuthentication)
     renderer_classes = (DicomJsonRenderer, JSONRenderer)
     # The body is read as a stream by STOW-RS itself; DRF parses nothing.
     parser_classes = ()

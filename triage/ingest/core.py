@@ -24,11 +24,24 @@ from functools import partial
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    transaction,
+)
 
 from triage import services
 from triage.ingest import part10
-from triage.ingest.errors import InstanceTooLarge, StorageUnavailable, StudyMismatch
+from triage.ingest.errors import (
+    InstanceTooLarge,
+    StorageUnavailable,
+    StudyMismatch,
+    UnrecordableInstance,
+)
 from triage.ingest.header import InstanceHeader, read_header
 from triage.ingest.storage import (
     flush_file,
@@ -120,7 +133,9 @@ def _store(
         # overlap. Bounded: a busy pool only costs the overlap.
         write_started.wait(_START_WAIT_SECONDS)
         hash_started.wait(_START_WAIT_SECONDS)
-        header = read_header(data)
+        header = read_header(
+            data, max_inflated_bytes=settings.RADTRIAGE_MAX_INSTANCE_BYTES
+        )
         sha256 = hashed.result()
         if (
             expected_study_uid is not None
@@ -129,22 +144,30 @@ def _store(
             raise StudyMismatch("the instance belongs to another study than the URL")
         relative = relative_path(header, sha256=sha256)
         placement = _Placement(root, relative, pool, written)
-        outcome = None
-        if services.can_record_next_instance() and placement.place_if_new():
-            outcome = services.record_next_instance(
-                header,
-                storage_path=str(relative),
-                size_bytes=len(data),
-                sha256=sha256,
-                now=now,
-            )
-        if outcome is None:
+        reused = connection.connection is not None  # opened before this instance
+        try:
+            outcome = _record_fast_or_general(header, placement, len(data), sha256, now)
+        except (OperationalError, InterfaceError):
+            # A pooled connection dies with its server (a PostgreSQL restart)
+            # and is found dead only when used: once more on a fresh one. Not
+            # when the connection was new (the database is down) or answers.
+            if not reused or connection.in_atomic_block or connection.is_usable():
+                raise
+            logger.warning("the database connection was lost; retrying on a new one")
+            connection.close()
             outcome = _record(header, placement, len(data), sha256, now)
     except BaseException as exc:
         if placement is not None:
             placement.undo()
         else:
             _discard(written)
+        if isinstance(exc, DataError | IntegrityError):
+            # A value the database cannot hold (or a constraint it breaks):
+            # the same bytes would fail again, so no "retry" status.
+            logger.error("the database refused an instance: %s", type(exc).__name__)
+            raise UnrecordableInstance(
+                "the database refused a value of the instance"
+            ) from exc
         if isinstance(exc, DatabaseError):
             logger.error("recording an instance failed: %s", type(exc).__name__)
             raise StorageUnavailable("the database is unavailable") from exc
@@ -166,6 +189,26 @@ def _store(
     if superseded and superseded != str(relative):
         transaction.on_commit(partial(_remove_superseded, root, superseded))
     return outcome
+
+
+def _record_fast_or_general(
+    header: InstanceHeader,
+    placement: _Placement,
+    size: int,
+    sha256: str,
+    now: datetime,
+) -> StoreOutcome:
+    if services.can_record_next_instance() and placement.place_if_new():
+        outcome = services.record_next_instance(
+            header,
+            storage_path=str(placement.relative),
+            size_bytes=size,
+            sha256=sha256,
+            now=now,
+        )
+        if outcome is not None:
+            return outcome
+    return _record(header, placement, size, sha256, now)
 
 
 def _remove_superseded(root: Path, storage_path: str) -> None:

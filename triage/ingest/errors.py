@@ -34,6 +34,22 @@ class InvalidUid(IngestError):
     status = 0xA900
 
 
+class InvalidValue(IngestError):
+    """An attribute's value breaks its meaning (a rescale slope that is NaN)."""
+
+    status = 0xA900
+
+
+class UnrecordableInstance(IngestError):
+    """The database refused a value of the instance: sending it again cannot help.
+
+    Known cases are normalised or refused while the header is read; this is
+    the net under them (the database's own data and constraint checks).
+    """
+
+    status = 0xC000  # Cannot understand
+
+
 class UnsupportedSopClass(IngestError):
     """The SOP class is not a storage SOP class."""
 

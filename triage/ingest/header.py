@@ -7,8 +7,10 @@ works with :class:`InstanceHeader`.
 from __future__ import annotations
 
 import io
+import math
 import re
 import warnings
+import zlib
 from dataclasses import dataclass
 from datetime import date, time
 from typing import cast
@@ -35,19 +37,23 @@ from pynetdicom import AllStoragePresentationContexts
 
 from triage.geometry import plane, slice_normal
 from triage.ingest.errors import (
+    InstanceTooLarge,
     InvalidUid,
+    InvalidValue,
     MissingAttribute,
     NotDicom,
     TruncatedInstance,
     UnsupportedSopClass,
     UnsupportedTransferSyntax,
 )
-from triage.ingest.part10 import dataset_offset
+from triage.ingest.part10 import dataset_offset, meta_transfer_syntax
 from triage.pixels import PLAIN_LITTLE_ENDIAN, PixelLayout, native_layout
 
 # PS3.5 9.1: digits in dot-separated components, no leading zeros, at most 64.
 _UID_PATTERN = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
 _UNDEFINED_LENGTH = 0xFFFFFFFF
+# Integer columns are 32-bit signed; a count or number outside is no value.
+_INT_RANGE = range(-(2**31), 2**31)
 
 STORAGE_SOP_CLASSES: frozenset[str] = frozenset(
     str(context.abstract_syntax) for context in AllStoragePresentationContexts
@@ -150,12 +156,27 @@ def is_valid_uid(value: str) -> bool:
     return len(value) <= 64 and _UID_PATTERN.fullmatch(value) is not None
 
 
-def read_header(data: bytes) -> InstanceHeader:
+def read_header(
+    data: bytes, *, max_inflated_bytes: int | None = None
+) -> InstanceHeader:
     """Parse and check a DICOM Part 10 stream; pixel data is never decoded.
+
+    Args:
+        data: the stream, file meta included.
+        max_inflated_bytes: a deflated data set inflating past this many bytes
+            is refused, found out by inflating it piece by piece (never more
+            than a piece held) before pydicom inflates it whole.
 
     Raises:
         IngestError: a subclass saying why the instance cannot be stored.
     """
+    if (
+        max_inflated_bytes is not None
+        and meta_transfer_syntax(data) == DeflatedExplicitVRLittleEndian
+    ):
+        _check_inflated_size(
+            memoryview(data)[dataset_offset(data) :], max_inflated_bytes
+        )
     dataset = _read_dataset(data)
     transfer_syntax_uid = str(getattr(dataset.file_meta, "TransferSyntaxUID", ""))
     if not transfer_syntax_uid:
@@ -196,15 +217,15 @@ def _header(dataset: Dataset, transfer_syntax_uid: str) -> InstanceHeader:
         study_description=_text(dataset, "StudyDescription", 256),
         study_date=_date(dataset, "StudyDate"),
         study_time=_time(dataset, "StudyTime"),
-        series_number=_int(dataset, "SeriesNumber"),
+        series_number=_in_range(_int(dataset, "SeriesNumber")),
         series_description=_text(dataset, "SeriesDescription", 256),
         manufacturer=_text(dataset, "Manufacturer", 128),
         manufacturer_model_name=_text(dataset, "ManufacturerModelName", 128),
-        instance_number=_int(dataset, "InstanceNumber"),
+        instance_number=_in_range(_int(dataset, "InstanceNumber")),
         slice_position=_slice_position(dataset, orientation),
         plane=plane(orientation),
-        rows=_int(dataset, "Rows"),
-        columns=_int(dataset, "Columns"),
+        rows=_count(dataset, "Rows"),
+        columns=_count(dataset, "Columns"),
         requested_procedure_priority=_text(
             dataset, "RequestedProcedurePriority", 16
         ).upper(),
@@ -220,8 +241,8 @@ def _pixel_layout(dataset: Dataset, transfer_syntax_uid: str) -> PixelLayout | N
     """
     element = _element(dataset, _PIXEL_DATA)
     raw = element if isinstance(element, RawDataElement) else None
-    slope = _numbers(dataset, "RescaleSlope")
-    intercept = _numbers(dataset, "RescaleIntercept")
+    slope = _rescale(dataset, "RescaleSlope")
+    intercept = _rescale(dataset, "RescaleIntercept")
     return native_layout(
         little_endian_uncompressed=transfer_syntax_uid in PLAIN_LITTLE_ENDIAN,
         pixel_offset=raw.value_tell if raw is not None else None,
@@ -235,9 +256,43 @@ def _pixel_layout(dataset: Dataset, transfer_syntax_uid: str) -> PixelLayout | N
         samples_per_pixel=_int(dataset, "SamplesPerPixel"),
         number_of_frames=_int(dataset, "NumberOfFrames"),
         photometric=_string(dataset, "PhotometricInterpretation").upper(),
-        slope=slope[0] if slope else None,
-        intercept=intercept[0] if intercept else None,
+        slope=slope,
+        intercept=intercept,
     )
+
+
+_INFLATE_PIECE_BYTES = 1 << 20
+_DEFLATED_PIECE_BYTES = 1 << 16
+
+
+def _check_inflated_size(deflated: memoryview, limit: int) -> None:
+    """Refuse a deflated data set (PS3.5 A.5) whose inflated size passes ``limit``.
+
+    Inflated output is counted and dropped a megabyte at a time: a few hundred
+    kilobytes of deflated zeros can stand for gigabytes.
+    """
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    size = 0
+    try:
+        # Fed a little at a time: each call copies its unconsumed input.
+        for start in range(0, len(deflated), _DEFLATED_PIECE_BYTES):
+            pending: bytes | memoryview = deflated[
+                start : start + _DEFLATED_PIECE_BYTES
+            ]
+            while pending and not inflater.eof:
+                size += len(inflater.decompress(pending, _INFLATE_PIECE_BYTES))
+                if size > limit:
+                    raise InstanceTooLarge(
+                        f"the deflated data set inflates past {limit} bytes"
+                    )
+                pending = inflater.unconsumed_tail
+            if inflater.eof:
+                break
+        size += len(inflater.flush())
+    except zlib.error as exc:
+        raise NotDicom("the deflated data set does not inflate") from exc
+    if size > limit:
+        raise InstanceTooLarge(f"the deflated data set inflates past {limit} bytes")
 
 
 def _read_dataset(data: bytes) -> Dataset:
@@ -258,6 +313,9 @@ def _check_complete(dataset: Dataset) -> None:
     # pydicom quietly keeps a short last value. A stream cut short ends inside
     # its last element (the highest tag), so that is the one to measure.
     # key=int: compared in C, not by pydicom's Tag.__gt__ (dozens per instance).
+    if not dataset:
+        # A STOW part of file meta only, or a C-STORE with nothing in it.
+        raise MissingAttribute("the data set is empty")
     last = _element(dataset, max(dataset.keys(), key=int))
     if (
         isinstance(last, RawDataElement)
@@ -334,13 +392,26 @@ def _string(dataset: Dataset, keyword: str) -> str:
         if raw is None:
             return ""
         if raw.isascii():
-            return raw.decode("ascii").strip(" \x00")
+            text = raw.decode("ascii").strip(" \x00")
+            return text.replace("\x00", "") if "\x00" in text else text
     value = dataset[_TAGS[keyword]].value
     if value is None:
         return ""
     if isinstance(value, MultiValue):
-        return "\\".join(str(v) for v in value)
-    return str(value).strip(" \x00")
+        return _clean("\\".join(str(v) for v in value))
+    return _clean(str(value))
+
+
+def _clean(text: str) -> str:
+    """Text the database can hold: no NUL (PostgreSQL refuses it), valid UTF-8.
+
+    A NUL is padding at best, never part of a value; a lone surrogate (bytes
+    the character set could not decode) becomes "?".
+    """
+    text = text.replace("\x00", "")
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text.strip(" ")
 
 
 def _uid(dataset: Dataset, keyword: str) -> str:
@@ -376,8 +447,32 @@ def _int(dataset: Dataset, keyword: str) -> int | None:
             return None if value in (None, "") else int(value)
         text = _string(dataset, keyword).split("\\")[0].strip()
         return int(float(text)) if text else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: "1e999"
         return None
+
+
+def _in_range(value: int | None) -> int | None:
+    return value if value is not None and value in _INT_RANGE else None
+
+
+def _count(dataset: Dataset, keyword: str) -> int | None:
+    value = _in_range(_int(dataset, keyword))
+    return value if value is not None and value >= 0 else None
+
+
+def _rescale(dataset: Dataset, keyword: str) -> float | None:
+    """The first value of RescaleSlope or RescaleIntercept; refused if not finite.
+
+    Pixel values turn into Hounsfield units through these two: with a NaN or
+    an infinity no value of the image means anything, and storing it again
+    will not change that.
+    """
+    values = _numbers(dataset, keyword, finite=False)
+    if not values:
+        return None
+    if not math.isfinite(values[0]):
+        raise InvalidValue(f"{keyword} is not a finite number")
+    return values[0]
 
 
 def _date(dataset: Dataset, keyword: str) -> date | None:
@@ -401,11 +496,18 @@ def _time(dataset: Dataset, keyword: str) -> time | None:
         return None
 
 
-def _numbers(dataset: Dataset, keyword: str) -> list[float] | None:
+def _numbers(
+    dataset: Dataset, keyword: str, *, finite: bool = True
+) -> list[float] | None:
+    """The attribute's numbers; None when absent, unreadable or (``finite``) not
+    all finite."""
     try:
-        return [float(v) for v in _string(dataset, keyword).split("\\")]
+        values = [float(v) for v in _string(dataset, keyword).split("\\")]
     except ValueError:
         return None
+    if finite and not all(math.isfinite(v) for v in values):
+        return None
+    return values
 
 
 def _slice_position(dataset: Dataset, orientation: list[float] | None) -> float | None:
@@ -414,4 +516,5 @@ def _slice_position(dataset: Dataset, orientation: list[float] | None) -> float 
     normal = slice_normal(orientation)
     if position is None or normal is None or len(position) != 3:
         return None
-    return sum(p * n for p, n in zip(position, normal, strict=True))
+    distance = sum(p * n for p, n in zip(position, normal, strict=True))
+    return distance if math.isfinite(distance) else None

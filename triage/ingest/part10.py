@@ -87,6 +87,14 @@ def dataset_offset(data: bytes | memoryview) -> int:
     return walk.end if walk.complete else len(PREAMBLE)
 
 
+def meta_transfer_syntax(data: bytes | memoryview) -> str:
+    """The Transfer Syntax UID a Part 10 stream's file meta names ("" if none)."""
+    for element, vr, value in _MetaWalk(data):
+        if element == 0x0010 and vr == b"UI":
+            return value.decode("ascii", "replace").rstrip("\x00 ")
+    return ""
+
+
 def meta_uids(data: bytes | memoryview) -> tuple[str, str]:
     """The SOP class and instance UIDs named by a stream's file meta, if any.
 

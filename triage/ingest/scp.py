@@ -22,10 +22,10 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from triage.ingest.core import store_dataset
-from triage.ingest.errors import IngestError
+from triage.ingest.errors import IngestError, InstanceTooLarge
 from triage.ingest.header import STORAGE_SOP_CLASSES, SUPPORTED_TRANSFER_SYNTAXES
 from triage.ingest.storage import sweep_incoming
-from triage.ingest.transport import tune_server
+from triage.ingest.transport import Limits, OversizedDataSet, tune_server
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,11 @@ def handle_store(event: evt.Event) -> int:
         request = event.request
         if not isinstance(request, C_STORE) or not isinstance(request.DataSet, BytesIO):
             raise TypeError("C-STORE without a data set")
+        if isinstance(request.DataSet, OversizedDataSet):
+            limit = settings.RADTRIAGE_MAX_INSTANCE_BYTES
+            raise InstanceTooLarge(
+                f"instance of {request.DataSet.size} bytes exceeds {limit}"
+            )
         # A view, not getvalue(): the file meta is joined to it in one copy.
         with request.DataSet.getbuffer() as dataset:
             outcome = store_dataset(
@@ -161,7 +166,13 @@ def start_listener(*, block: bool) -> ThreadedAssociationServer | None:
     server = ae.start_server(address, block=False, evt_handlers=HANDLERS)
     if server is None:  # pragma: no cover - pynetdicom returns it when not blocking
         raise RuntimeError("the DICOM listener did not start")
-    tune_server(server)
+    limits = Limits(
+        # 0 offers no limit (PS3.8 D.1): a PDU still holds no more than a message.
+        data_pdu_bytes=settings.RADTRIAGE_DICOM_MAX_PDU
+        or settings.RADTRIAGE_MAX_INSTANCE_BYTES,
+        message_bytes=settings.RADTRIAGE_MAX_INSTANCE_BYTES,
+    )
+    tune_server(server, limits)
     if not block:
         return server
     try:

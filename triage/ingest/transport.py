@@ -17,6 +17,14 @@ two, several times per instance. Here:
   nothing is logged, are left out;
 - each association's presentation contexts are copied cheaply.
 
+Reads are bounded (PS3.8 9.3.1): a PDU may declare up to 4 GiB, so its length
+is checked before anything is read, against a hard cap while no association
+exists (:data:`ASSOCIATION_PDU_LIMIT`) and against the maximum PDU length the
+listener offered once one does; a PDU over its bound aborts the association.
+The body is then read as it arrives, never allocated whole up front, and a
+message (a C-STORE's data set) larger than the instance cap is discarded as it
+arrives and refused (:class:`OversizedDataSet`).
+
 The protocol handling stays pynetdicom's. Written against pynetdicom 3.0
 (pinned): the two reactor loops follow pynetdicom's own, with only the waiting
 replaced; tests/triage/test_transport.py checks the bytes against pynetdicom's.
@@ -33,11 +41,14 @@ import socket
 import struct
 import threading
 import time
+from dataclasses import dataclass
+from io import BytesIO
 from typing import Any, cast
 
 from pynetdicom import _handlers, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse_messages import DIMSEMessage
 from pynetdicom.dimse_primitives import C_STORE, DimsePrimitiveType
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
@@ -50,6 +61,21 @@ from pynetdicom.transport import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: The largest PDU read before an association is established (an A-ASSOCIATE-RQ)
+#: and the largest non-data PDU after. A request proposing the protocol's
+#: maximum of 128 presentation contexts, each with a dozen 64-character
+#: transfer syntaxes, is about 110 KB; real senders (storescu proposing every
+#: storage class) send 10 to 30 KB. 256 KiB leaves room for a large user
+#: identity item and is a quarter of dcmtk's own limit
+#: (dcmAssociatePDUSizeLimit, 1 MB). Bytes are held only as they arrive.
+ASSOCIATION_PDU_LIMIT = 256 * 1024
+# The first buffer of a PDU's read; it grows (doubling) only as data arrives.
+_FIRST_READ_BYTES = 1 << 20
+_PDU_TYPES = frozenset(range(0x01, 0x08))
+_P_DATA_TF = 0x04
+# States in which a P-DATA-TF is valid: established, or awaiting release (PS3.8 9.2).
+_DATA_STATES = frozenset({"Sta6", "Sta7"})
 
 # With every wake-up explicit, these only bound how late a thread notices what
 # nothing signals (a kill, a timer, a release or abort request): pynetdicom's
@@ -65,20 +91,31 @@ class Socket(AssociationSocket):
     """
 
     def recv(self, nr_bytes: int) -> bytearray:
+        return self.recv_after(b"", nr_bytes)
+
+    def recv_after(self, prefix: bytes | bytearray, nr_bytes: int) -> bytearray:
+        """``prefix`` followed by up to ``nr_bytes`` read (fewer if the peer closed).
+
+        At most 1 MiB is allocated up front; past that the buffer grows
+        (doubling) only as bytes arrive, so a peer that declares much and
+        sends little makes the listener hold little.
+        """
         raw = self.socket
         if raw is None:
-            return bytearray()
-        buffer = bytearray(nr_bytes)
-        view = memoryview(buffer)
-        received = 0
-        while received < nr_bytes:
-            count = raw.recv_into(view[received:], nr_bytes - received)
+            return bytearray(prefix)
+        start, end = len(prefix), len(prefix) + nr_bytes
+        buffer = bytearray(start + min(nr_bytes, _FIRST_READ_BYTES))
+        buffer[:start] = prefix
+        received = start
+        while received < end:
+            if received == len(buffer):
+                buffer.extend(bytes(min(len(buffer), end - len(buffer))))
+            with memoryview(buffer) as view:
+                count = raw.recv_into(view[received:], len(buffer) - received)
             if count == 0:  # the peer closed: what came so far, as pynetdicom does
-                view.release()
-                del buffer[received:]
-                return buffer
+                break
             received += count
-        view.release()
+        del buffer[received:]
         return buffer
 
 
@@ -93,6 +130,9 @@ class UpperLayer(DULServiceProvider):
     _wake_reader: socket.socket
     _wake_writer: socket.socket
     _send_lock: threading.Lock
+    #: The largest P-DATA-TF PDU accepted: the maximum length the listener
+    #: offered (PS3.8 D.1: the peer must not send more).
+    data_pdu_limit: int = ASSOCIATION_PDU_LIMIT
 
     def setup_wakeup(self) -> None:
         """Create the wake-up pair; called before the thread starts."""
@@ -138,6 +178,63 @@ class UpperLayer(DULServiceProvider):
         # Full: a wake-up is pending anyway. Closed: the thread has ended.
         with contextlib.suppress(OSError):
             self._wake_writer.send(b"\x00")
+
+    def _read_pdu_data(self) -> None:
+        """pynetdicom's PDU read (``DULServiceProvider._read_pdu_data``), bounded.
+
+        The declared length is checked before the body is read: over the
+        bound for the PDU's type and the association's state, the PDU is
+        invalid (Evt19: A-ABORT, then the connection closes) and its body is
+        never read.
+        """
+        sock = cast("AssociationSocket", self.socket)
+        try:
+            header = sock.recv(6)
+        except (OSError, TimeoutError):
+            self.event_queue.put("Evt17")  # transport connection closed
+            return
+        if len(header) < 6:
+            self.event_queue.put("Evt17")
+            return
+        pdu_type, _, pdu_length = struct.unpack(">BBL", header)
+        if pdu_type not in _PDU_TYPES:
+            logger.warning("unknown PDU type 0x%02X received; aborting", pdu_type)
+            self.event_queue.put("Evt19")  # unrecognised or invalid PDU
+            return
+        limit = self._pdu_limit(pdu_type)
+        if pdu_length > limit:
+            logger.warning(
+                "PDU of type 0x%02X declares %d bytes, over the %d allowed; aborting",
+                pdu_type,
+                pdu_length,
+                limit,
+            )
+            self.event_queue.put("Evt19")
+            return
+        try:
+            if isinstance(sock, Socket):
+                bytestream = sock.recv_after(header, pdu_length)
+            else:
+                bytestream = bytearray(header) + sock.recv(pdu_length)
+        except (OSError, TimeoutError):
+            self.event_queue.put("Evt17")
+            return
+        if len(bytestream) != 6 + pdu_length:
+            self.event_queue.put("Evt17")  # closed before the PDU's end
+            return
+        try:
+            pdu, event = self._decode_pdu(bytestream)
+        except Exception:  # noqa: BLE001 - any malformed PDU is Evt19, as pynetdicom
+            logger.warning("a malformed PDU of type 0x%02X; aborting", pdu_type)
+            self.event_queue.put("Evt19")
+            return
+        self.event_queue.put(event)
+        self._recv_pdu.put(pdu)
+
+    def _pdu_limit(self, pdu_type: int) -> int:
+        if pdu_type == _P_DATA_TF and self.state_machine.current_state in _DATA_STATES:
+            return self.data_pdu_limit
+        return ASSOCIATION_PDU_LIMIT
 
     def _decode_pdu(self, bytestream: bytearray) -> tuple[Any, str]:
         if bytestream[:1] != b"\x04" or self._pdu_handlers_bound():
@@ -191,10 +288,12 @@ class UpperLayer(DULServiceProvider):
             if self.artim_timer.expired:
                 self.event_queue.put("Evt18")
             try:
-                # One primitive to send or one PDU to read per turn, as pynetdicom.
+                # One primitive to send or one PDU to read per turn, as pynetdicom,
+                # but no PDU read while an event waits: the next read may
+                # block, and an invalid PDU's abort (Evt19) must go out first.
                 if self._process_recv_primitive():
                     pass
-                elif self._is_transport_event():
+                elif self.event_queue.empty() and self._is_transport_event():
                     self._idle_timer.restart()
             except Exception:
                 logger.exception("the DUL failed; aborting the association")
@@ -260,6 +359,51 @@ class DataTransfer:
 
 class AcceptorAssociation(Association):
     """The association thread, asleep until a message or request has arrived."""
+
+    def run(self) -> None:
+        # Thread.__init__ bound pynetdicom's reactor as the target: run ours.
+        self.run_reactor()
+
+    def run_reactor(self) -> None:
+        """pynetdicom's, after waiting for the request only while one can come.
+
+        pynetdicom waits the whole ACSE timeout (30 s) for an A-ASSOCIATE-RQ
+        even once the connection was aborted for a bad PDU; meanwhile the
+        dead connection counts against the association limit, so a few bad
+        connections would lock every modality out.
+        """
+        if self.is_acceptor and not self._started_dul:
+            self.dul.start()
+            self._started_dul = True
+            self._dul_ready.wait()
+            if not self._request_arrives():
+                # The socket first: the DUL thread may be blocked reading the
+                # rest of a PDU, and kill() waits for that thread to end.
+                sock = self.dul.socket
+                if self._server and sock is not None and sock.socket:
+                    self._server.shutdown_request(sock.socket)
+                self.kill()
+                return
+        super().run_reactor()
+
+    def _request_arrives(self) -> bool:
+        """Whether a request waits for this thread (left in the queue for it)."""
+        timeout = self.acse_timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        dul = self.dul
+        while dul.to_user_queue.empty():
+            sock = dul.socket
+            if (
+                sock is None
+                or sock.socket is None
+                or dul.state_machine.current_state == "Sta13"
+                or not dul.is_alive()
+            ):
+                return False  # aborted or closed: no request will come
+            if deadline is not None and time.monotonic() > deadline:
+                return False  # timed out, as pynetdicom's own wait would
+            time.sleep(_IDLE_WAIT_SECONDS)
+        return True
 
     def _run_reactor(self) -> None:
         """pynetdicom's acceptor loop (``Association._run_reactor``), waiting."""
@@ -357,13 +501,66 @@ def _element(element: int, value: bytes | None) -> bytes:
     return struct.pack("<HHI", 0x0000, element, len(value)) + value
 
 
+class OversizedDataSet(BytesIO):
+    """A message's data set that grew past the cap: counted, not kept.
+
+    Stands in for the received bytes once their total passes the cap, so the
+    rest of the message is read and dropped and the request can be refused
+    with a status rather than the association aborted.
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        #: How many bytes of data set arrived, those dropped included.
+        self.size = size
+
+    def write(self, data: Any, /) -> int:
+        count = len(memoryview(data))
+        self.size += count
+        return count
+
+
 class MessageService(DIMSEServiceProvider):
     """pynetdicom's DIMSE provider, answering C-STOREs without pydicom.
 
     Building a response as a pydicom data set and encoding it twice (once for
     its group length) costs more than the rest of the answer; the command set
     is a few fixed elements.
+
+    A message's data set is kept up to :attr:`message_limit` bytes; past that
+    it becomes an :class:`OversizedDataSet`. A command set larger than any
+    DIMSE command (:data:`ASSOCIATION_PDU_LIMIT`) aborts the association.
     """
+
+    #: The largest data set kept in memory (the instance cap).
+    message_limit: int = 1 << 30
+
+    def receive_primitive(self, primitive: P_DATA) -> None:
+        if self.message is None:
+            self.message = DIMSEMessage()
+        message = self.message
+        command_bytes = data_bytes = 0
+        for _, value in _values(primitive):
+            if len(value) and value[0] & 1:  # a command fragment (PS3.8 E.2)
+                command_bytes += len(value) - 1
+            else:
+                data_bytes += max(len(value) - 1, 0)
+        if message.encoded_command_set.tell() + command_bytes > ASSOCIATION_PDU_LIMIT:
+            logger.warning(
+                "a DIMSE command set over %d bytes; aborting", ASSOCIATION_PDU_LIMIT
+            )
+            self.message = None
+            self.dul.event_queue.put("Evt19")  # invalid: A-ABORT
+            return
+        data_set = message.data_set
+        if (
+            isinstance(data_set, BytesIO)
+            and not isinstance(data_set, OversizedDataSet)
+            and data_set.tell() + data_bytes > self.message_limit
+        ):
+            # Drop what came so far; the rest is counted as it arrives.
+            message.data_set = OversizedDataSet(data_set.tell())
+        super().receive_primitive(primitive)
 
     def send_msg(self, primitive: DimsePrimitiveType, context_id: int) -> None:
         encoded = None
@@ -387,6 +584,10 @@ class MessageService(DIMSEServiceProvider):
         pdata = P_DATA()
         pdata.presentation_data_value_list.append((context_id, value))
         dul.send_pdu(pdata)
+
+
+def _values(primitive: P_DATA) -> list[tuple[int, Any]]:
+    return cast("list[tuple[int, Any]]", primitive.presentation_data_value_list)
 
 
 def encode_data_transfer(context_id: int, value: bytes) -> bytes:
@@ -415,12 +616,18 @@ class AcceptorRequestHandler(RequestHandler):
             association.__class__ = AcceptorAssociation
         for event, handler in _STANDARD_HANDLERS:
             association.unbind(event, handler)
+        limits = cast("Limits", getattr(self.server, "radtriage_limits", Limits()))
         if type(association.dimse) is DIMSEServiceProvider:
             association.dimse.__class__ = MessageService
+            cast(
+                "MessageService", association.dimse
+            ).message_limit = limits.message_bytes
         dul = association.dul
         if type(dul) is DULServiceProvider:
             dul.__class__ = UpperLayer
-            cast("UpperLayer", dul).setup_wakeup()
+            upper = cast("UpperLayer", dul)
+            upper.setup_wakeup()
+            upper.data_pdu_limit = limits.data_pdu_bytes
         if type(dul.socket) is AssociationSocket:
             dul.socket.__class__ = Socket
         return association
@@ -445,8 +652,23 @@ def _copy_context(context: PresentationContext) -> PresentationContext:
     return duplicate
 
 
-def tune_server(server: ThreadedAssociationServer) -> None:
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one association may make the listener hold, in bytes.
+
+    Attributes:
+        data_pdu_bytes: the largest P-DATA-TF PDU: the maximum PDU length
+            the listener offers.
+        message_bytes: the largest data set kept (the instance cap).
+    """
+
+    data_pdu_bytes: int = 1 << 20
+    message_bytes: int = 1 << 30
+
+
+def tune_server(server: ThreadedAssociationServer, limits: Limits) -> None:
     """Make a started server accept associations with the classes above."""
+    server.radtriage_limits = limits  # type: ignore[attr-defined]
     server.contexts = SupportedContexts(server.contexts)
     # socketserver makes one handler per connection from this class.
     server.RequestHandlerClass = AcceptorRequestHandler
