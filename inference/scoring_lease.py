@@ -24,8 +24,8 @@ from django.db import DatabaseError, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from inference import scoring_sql
 from inference.models import ScoringLease
+from inference.services import _scoring_sql
 from triage.models import AIStatus, Study, StudyEvent
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def take(study_id: int, started_at: datetime) -> None:
         study_id: The study claimed.
         started_at: The claim's time, the run's ``scoring_started_at``.
     """
-    scoring_sql.take_lease(
+    _scoring_sql.take_lease(
         study_id, started_at=started_at, expires_at=started_at + lease_length()
     )
 

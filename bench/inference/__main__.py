@@ -60,8 +60,9 @@ def main() -> int:
     from django.utils import timezone
     from pydicom.filewriter import dcmwrite
 
-    from inference import preprocess, runtime, scoring_sql, services, startup
+    from inference import preprocess, runtime, services, startup
     from inference.models import ScoreResult
+    from inference.services import _scoring_sql
     from inference.signals import study_scored
     from triage.ingest.core import store_instance
     from triage.models import AIStatus, Study
@@ -106,7 +107,7 @@ def main() -> int:
         preprocess.SliceRef(r.pk, r.path, r.layout, r.order, r.sop_instance_uid)
         for r in (
             services.InstanceRef.of(row, storage)
-            for row in scoring_sql.instances_of_study(study_id)
+            for row in _scoring_sql.instances_of_study(study_id)
         )
     ]
     ready = preprocess.read_series(refs, entry.loaded.manifest.input.pixel_space).pixels

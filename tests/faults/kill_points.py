@@ -2,7 +2,10 @@
 
 Test-only, so product code carries no hooks: run as
 ``python -m tests.faults.kill_points <celery arguments>``. In each pool process
-(``worker_process_init``) it wraps three functions of ``inference.services``:
+(``worker_process_init``) it wraps three functions of ``inference.services``,
+each in the module that looks it up when a study is scored (``score_study``
+calls ``scoring._claim`` and ``scoring._score_with``; ``scoring._store_results``
+calls ``results.apply_results``):
 
 - ``before-claim``: entering ``_claim`` (the task was received, nothing written);
 - ``mid-inference``: entering ``_score_with`` (claimed, lease held, models
@@ -50,11 +53,11 @@ def install(**kwargs: Any) -> None:
     """Wrap the scoring functions at the kill points (in a pool process)."""
     from django.db import transaction
 
-    from inference import services
+    from inference.services import results, scoring
 
-    claim = services._claim
-    score_with = services._score_with
-    apply_results = services.apply_results
+    claim = scoring._claim
+    score_with = scoring._score_with
+    apply_results = results.apply_results
 
     def claim_then(study_id: int, now: Any) -> Any:
         _kill_once("before-claim")
@@ -71,9 +74,9 @@ def install(**kwargs: Any) -> None:
             transaction.on_commit(lambda: _kill_once("after-commit"))
             apply_results(job, outcomes, now=now)
 
-    services._claim = claim_then
-    services._score_with = score_with_then  # type: ignore[assignment]
-    services.apply_results = apply_results_then
+    scoring._claim = claim_then
+    scoring._score_with = score_with_then  # type: ignore[assignment]
+    results.apply_results = apply_results_then
 
 
 if __name__ == "__main__":

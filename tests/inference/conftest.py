@@ -11,7 +11,8 @@ import pytest
 from django.utils import timezone
 from pydicom.filewriter import dcmwrite
 
-from inference import runtime, services
+from inference import runtime
+from inference.services import model_registry
 from inference.signals import study_scored
 from triage.ingest.core import store_instance
 from triage.models import Study
@@ -26,14 +27,14 @@ def dicom_bytes(dataset: Any) -> bytes:
 
 @pytest.fixture(autouse=True)
 def _fresh_runtime() -> Iterator[None]:
-    services._discovered.clear()
-    services._synced.clear()
+    model_registry._discovered.clear()
+    model_registry._synced.clear()
     runtime.clear_device_plans()
     yield
     runtime.clear_sessions()
     runtime.clear_device_plans()
-    services._discovered.clear()
-    services._synced.clear()
+    model_registry._discovered.clear()
+    model_registry._synced.clear()
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from inference.models import (
     ScoreResult,
     ScoreStatus,
 )
+from inference.services import applicability, scoring
 from inference.signals import study_scored
 from tests.inference.conftest import dicom_bytes
 from triage.ingest.core import store_instance
@@ -303,19 +304,19 @@ def test_a_study_is_claimed_once_and_again_only_when_its_scoring_went_stale(
 ) -> None:
     study = store_study(make_ct_head_study(31, slices=8, size=64))
     now = timezone.now()
-    job = services._claim(study.pk, now)
+    job = scoring._claim(study.pk, now)
     assert job is not None and job.early_series is None
     assert [len(refs) for refs in job.instances.values()] == [8]
     study.refresh_from_db()
     assert (study.ai_status, study.scoring_started_at) == (AIStatus.SCORING, now)
     assert StudyEvent.objects.filter(study=study, kind="scoring_started").count() == 1
     # Scoring now: not claimed again until past the time limit.
-    assert services._claim(study.pk, now + timedelta(seconds=5)) is None
+    assert scoring._claim(study.pk, now + timedelta(seconds=5)) is None
     later = now + timedelta(seconds=settings.RADTRIAGE_SCORE_TIME_LIMIT + 31)
-    assert services._claim(study.pk, later) is not None
+    assert scoring._claim(study.pk, later) is not None
     # Done: never claimed.
     Study.objects.filter(pk=study.pk).update(ai_status=AIStatus.SCORED)
-    assert services._claim(study.pk, later + timedelta(hours=1)) is None
+    assert scoring._claim(study.pk, later + timedelta(hours=1)) is None
 
 
 def test_a_receiving_study_is_claimed_only_for_an_early_run(
@@ -326,12 +327,12 @@ def test_a_receiving_study_is_claimed_only_for_an_early_run(
         stable=False,
         ai_status=AIStatus.QUEUED,
     )
-    assert services._claim(study.pk, timezone.now()) is None
+    assert scoring._claim(study.pk, timezone.now()) is None
     queued = timezone.now()
     Study.objects.filter(pk=study.pk).update(
         scoring_queued_at=queued, early_scoring_queued_at=queued
     )
-    job = services._claim(study.pk, timezone.now())
+    job = scoring._claim(study.pk, timezone.now())
     assert job is not None
     assert job.early_series == frozenset()  # no series is complete yet
     detail = StudyEvent.objects.get(study=study, kind="scoring_started").detail
@@ -339,15 +340,15 @@ def test_a_receiving_study_is_claimed_only_for_an_early_run(
 
 
 def test_the_plane_comes_from_ingest_else_from_the_header(bleed: Study) -> None:
-    with mock.patch.object(services, "_axial", side_effect=AssertionError("read")):
-        job = services._claim(bleed.pk, timezone.now())
+    with mock.patch.object(applicability, "_axial", side_effect=AssertionError("read")):
+        job = scoring._claim(bleed.pk, timezone.now())
     assert job is not None
     assert [facts.axial for facts in job.series] == [True]
     # Images stored before ingest recorded planes: their header is read.
     Instance.objects.filter(series__study=bleed).update(plane="")
     Study.objects.filter(pk=bleed.pk).update(ai_status=AIStatus.QUEUED)
-    with mock.patch.object(services, "_axial", wraps=services._axial) as read:
-        job = services._claim(bleed.pk, timezone.now())
+    with mock.patch.object(applicability, "_axial", wraps=applicability._axial) as read:
+        job = scoring._claim(bleed.pk, timezone.now())
     assert job is not None
     assert [facts.axial for facts in job.series] == [True]
     assert read.call_count == 1
@@ -355,11 +356,11 @@ def test_the_plane_comes_from_ingest_else_from_the_header(bleed: Study) -> None:
 
 def test_two_runs_storing_the_same_result_at_once_both_succeed(bleed: Study) -> None:
     # Run A decided its result rows are new; run B stores the same ones first.
-    job = services._claim(bleed.pk, timezone.now())
+    job = scoring._claim(bleed.pk, timezone.now())
     assert job is not None
     decoded: dict[Any, Any] = {}
     outcomes = [
-        services._score_with(job, entry, decoded)
+        scoring._score_with(job, entry, decoded)
         for entry in services.registry()
         if entry.mode != ModelMode.DISABLED
     ]

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from inference import scoring_lease, services, tasks
 from inference.models import ScoringLease
+from inference.services import scoring
 from triage.models import AIStatus, Study
 from triage.synthetic import make_ct_head_study
 
@@ -28,7 +29,7 @@ def small_ct(store_study: Callable[..., Study]) -> Study:
 def test_a_claim_takes_the_lease_of_its_run(small_ct: Study, settings: Any) -> None:
     settings.RADTRIAGE_SCORING_LEASE_SECONDS = 15.0
     now = timezone.now()
-    assert services._claim(small_ct.pk, now) is not None
+    assert scoring._claim(small_ct.pk, now) is not None
     lease = ScoringLease.objects.get(study=small_ct)
     assert lease.started_at == now
     assert lease.expires_at == now + timedelta(seconds=15)
@@ -39,15 +40,15 @@ def test_a_run_whose_lease_expired_is_claimed_again_in_seconds(
 ) -> None:
     settings.RADTRIAGE_SCORING_LEASE_SECONDS = 15.0
     now = timezone.now()
-    assert services._claim(small_ct.pk, now) is not None
+    assert scoring._claim(small_ct.pk, now) is not None
     # Alive (renewed or not yet expired): never claimed twice.
-    assert services._claim(small_ct.pk, now + timedelta(seconds=14)) is None
+    assert scoring._claim(small_ct.pk, now + timedelta(seconds=14)) is None
     assert scoring_lease.renew(small_ct.pk, now, now=now + timedelta(seconds=10))
-    assert services._claim(small_ct.pk, now + timedelta(seconds=24)) is None
+    assert scoring._claim(small_ct.pk, now + timedelta(seconds=24)) is None
     # Its worker died: no renewal, and 16 s later (not the time limit) it is
     # claimed again, with a lease of the new run's.
     again = now + timedelta(seconds=26)
-    assert services._claim(small_ct.pk, again) is not None
+    assert scoring._claim(small_ct.pk, again) is not None
     assert ScoringLease.objects.get(study=small_ct).started_at == again
     # The dead run's renewals no longer touch it.
     assert not scoring_lease.renew(small_ct.pk, now, now=again)
@@ -65,7 +66,7 @@ def test_the_reclaim_sweep_queues_studies_whose_worker_died(
     ended = store_study(make_ct_head_study(44, slices=2, size=64))
     early = store_study(make_ct_head_study(45, slices=2, size=64))
     for study in (dead, alive, ended, early):
-        assert services._claim(study.pk, now - timedelta(seconds=30)) is not None
+        assert scoring._claim(study.pk, now - timedelta(seconds=30)) is not None
     scoring_lease.renew(alive.pk, now - timedelta(seconds=30), now=now)
     Study.objects.filter(pk=ended.pk).update(ai_status=AIStatus.SCORED)
     # An early run (study still receiving): back to pending, its stability
@@ -87,8 +88,8 @@ def test_the_reclaim_sweep_queues_studies_whose_worker_died(
     # Expired leases are gone, the live one stays.
     assert list(ScoringLease.objects.values_list("study_id", flat=True)) == [alive.pk]
     # Queued: claimed once by the task sent, not again.
-    assert services._claim(dead.pk, now) is not None
-    assert services._claim(dead.pk, now + timedelta(seconds=1)) is None
+    assert scoring._claim(dead.pk, now) is not None
+    assert scoring._claim(dead.pk, now + timedelta(seconds=1)) is None
 
 
 def test_a_running_scoring_renews_its_lease(settings: Any) -> None:
@@ -118,7 +119,7 @@ def test_scoring_holds_the_lease_while_the_models_run(
     small_ct: Study, settings: Any
 ) -> None:
     held: list[bool] = []
-    real = services._score_with
+    real = scoring._score_with
 
     def score_with(*args: Any) -> Any:
         held.append(
@@ -126,7 +127,7 @@ def test_scoring_holds_the_lease_while_the_models_run(
         )
         return real(*args)
 
-    with mock.patch.object(services, "_score_with", side_effect=score_with):
+    with mock.patch.object(scoring, "_score_with", side_effect=score_with):
         assert services.score_study(small_ct.pk, clock=timezone.now)
     assert held and all(held)
     assert not any(t.name.startswith("scoring-lease-") for t in threading.enumerate())
@@ -141,7 +142,7 @@ def test_a_study_that_keeps_killing_its_worker_is_failed_with_a_reason(
     with mock.patch.object(tasks.score_study, "apply_async"):
         for death in range(scoring_lease.MAX_LOST_RUNS + 1):
             claimed_at = now + timedelta(minutes=death)
-            assert services._claim(small_ct.pk, claimed_at) is not None
+            assert scoring._claim(small_ct.pk, claimed_at) is not None
             # Its worker dies: nothing renews the lease.
             lost.append(
                 scoring_lease.reclaim_expired(now=claimed_at + timedelta(seconds=16))

@@ -1,4 +1,4 @@
-"""Plain SQL for the scoring hot path, used by :mod:`inference.services` only.
+"""Plain SQL for the scoring hot path, private to :mod:`inference.services`.
 
 Every study scored is claimed first: the ORM's query building for the claim
 and its reads cost more CPU than the database spends on them (the same case as
