@@ -9,7 +9,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from triage import services
-from triage.ingest import audit
+from triage.ingest import orphans
 
 
 @shared_task(bind=True, ignore_result=True)
@@ -34,7 +34,7 @@ def sweep_stability() -> None:
 @shared_task(ignore_result=True, max_retries=0)
 def audit_storage() -> None:
     """Remove stored files no instance is recorded with (beat, daily)."""
-    audit.audit_storage(
+    orphans.find_orphans(
         settings.RADTRIAGE_STORAGE_DIR,
         older_than_seconds=3600.0,
         now=time.time(),

@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from triage.ingest.audit import audit_storage
+from triage.ingest.orphans import find_orphans
 
 
 class Command(BaseCommand):
@@ -31,7 +31,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        result = audit_storage(
+        result = find_orphans(
             settings.RADTRIAGE_STORAGE_DIR,
             older_than_seconds=options["older_than_minutes"] * 60,
             now=time.time(),

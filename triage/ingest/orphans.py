@@ -26,8 +26,8 @@ _SUFFIX = ".dcm"
 
 
 @dataclass(frozen=True, slots=True)
-class AuditResult:
-    """What one audit found.
+class OrphanFiles:
+    """What one look for orphan files found.
 
     Attributes:
         checked: Stored files looked at.
@@ -50,9 +50,9 @@ def _series_folders(root: Path) -> Iterator[Path]:
                 yield Path(series.path)
 
 
-def audit_storage(
+def find_orphans(
     root: Path, *, older_than_seconds: float, now: float, remove: bool
-) -> AuditResult:
+) -> OrphanFiles:
     """Look for stored files no instance row names; remove them if asked.
 
     Args:
@@ -66,7 +66,7 @@ def audit_storage(
     unrecorded: list[Path] = []
     removed = 0
     if not root.is_dir():
-        return AuditResult(0, (), 0)
+        return OrphanFiles(0, (), 0)
     for folder in _series_folders(root):
         files = {
             f"{folder.parent.name}/{folder.name}/{entry.name}": entry
@@ -104,4 +104,4 @@ def audit_storage(
             checked,
             removed,
         )
-    return AuditResult(checked, tuple(unrecorded), removed)
+    return OrphanFiles(checked, tuple(unrecorded), removed)

@@ -1,4 +1,4 @@
-"""The storage audit: files a crash left in place without an instance row."""
+"""Orphan files: stored files a crash left in place without an instance row."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from tests.triage.dicom_data import ct_study, encode, new_uid
+from triage import tasks
 from triage.ingest import core
-from triage.ingest.audit import audit_storage
+from triage.ingest.orphans import find_orphans
 from triage.models import Instance
 
 pytestmark = pytest.mark.django_db
@@ -60,7 +61,7 @@ def leftovers(storage_dir: Path) -> dict[str, Path]:
 def test_the_audit_reports_only_old_unrecorded_instance_files(
     storage_dir: Path, leftovers: dict[str, Path]
 ) -> None:
-    result = audit_storage(
+    result = find_orphans(
         storage_dir, older_than_seconds=HOUR, now=time.time(), remove=False
     )
     assert result.checked == 5
@@ -72,7 +73,7 @@ def test_the_audit_reports_only_old_unrecorded_instance_files(
 def test_removing_leaves_every_recorded_file_and_young_ones(
     storage_dir: Path, leftovers: dict[str, Path]
 ) -> None:
-    result = audit_storage(
+    result = find_orphans(
         storage_dir, older_than_seconds=HOUR, now=time.time(), remove=True
     )
     assert result.removed == 2
@@ -96,8 +97,18 @@ def test_the_command_reports_then_removes(
     assert not leftovers["in_series"].exists()
 
 
+def test_the_scheduled_task_removes_old_orphans(
+    storage_dir: Path, leftovers: dict[str, Path]
+) -> None:
+    tasks.audit_storage()
+    assert not leftovers["in_series"].exists()
+    assert not leftovers["new_study"].exists()
+    assert leftovers["young"].exists()
+    assert Instance.objects.count() == 2
+
+
 def test_an_empty_or_missing_storage_is_fine(tmp_path: Path) -> None:
-    result = audit_storage(
+    result = find_orphans(
         tmp_path / "none", older_than_seconds=HOUR, now=time.time(), remove=True
     )
     assert (result.checked, result.unrecorded, result.removed) == (0, (), 0)
