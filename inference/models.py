@@ -180,7 +180,7 @@ class Finding(models.Model):
     # Index of the key slice in slice order (0 = most inferior for axial CT).
     key_slice_index = models.IntegerField(null=True, blank=True)
     slice_probabilities = models.JSONField(default=list, blank=True)
-    # Picture of the key slice with the heatmap (JPEG; PNG before 2026-11),
+    # Picture of the key slice with the heatmap (JPEG),
     # relative to RADTRIAGE_STORAGE_DIR.
     heatmap_path = models.CharField(max_length=512, blank=True, default="")
     created_at = models.DateTimeField()

@@ -212,7 +212,7 @@ class Instance(models.Model):
     # Position along the slice normal in mm, for ordering slices without reading files.
     slice_position = models.FloatField(null=True, blank=True)
     # triage.geometry.AXIAL, OTHER or UNKNOWN, so that applicability needs no
-    # file read; "" for instances stored before it was recorded.
+    # file read.
     plane = models.CharField(max_length=8, blank=True, default="")
     rows = models.PositiveIntegerField(null=True, blank=True)
     columns = models.PositiveIntegerField(null=True, blank=True)

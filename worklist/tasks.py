@@ -31,15 +31,3 @@ def refresh_priorities() -> None:
 def release_inactive_claims() -> None:
     """Release claims whose reader has been inactive too long."""
     services.release_inactive_claims(now=timezone.now())
-
-
-@shared_task(
-    ignore_result=True,
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=5,
-)
-def recompute_priority(study_id: int) -> None:
-    """Recompute one study's priority and announce it (gone: nothing to do)."""
-    services.recompute_priority(study_id, now=timezone.now())

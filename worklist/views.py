@@ -232,9 +232,7 @@ def finding_heatmap(request: HttpRequest, finding_id: int) -> FileResponse:
     if not path.is_relative_to(root) or not path.is_file():
         raise Http404
     _audit_rows(request, "view_heatmap", [finding.study_id])
-    # JPEG; results stored before November 2026 have PNG pictures.
-    content_type = "image/png" if path.suffix == ".png" else "image/jpeg"
-    response = FileResponse(path.open("rb"), content_type=content_type)
+    response = FileResponse(path.open("rb"), content_type="image/jpeg")
     response["Cache-Control"] = "private, max-age=3600"
     return response
 

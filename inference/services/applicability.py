@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
-import pydicom
-from django.conf import settings
-
 from inference import manifest as mf
 from inference.services import _scoring_sql
 from inference.services.model_registry import RegistryEntry
-from triage.geometry import axial_of_plane, is_axial
+from triage.geometry import axial_of_plane
 from triage.models import Study
 
 
@@ -34,39 +28,29 @@ def current_series_facts(study_id: int) -> tuple[mf.SeriesFacts, ...]:
     )
     if body_part is None:
         return ()
-    storage = Path(settings.RADTRIAGE_STORAGE_DIR)
     counts: dict[int, int] = {}
-    firsts: dict[int, FirstImage] = {}
+    planes: dict[int, str] = {}
     for row in _scoring_sql.instances_of_study(study_id):
         counts[row.series_id] = counts.get(row.series_id, 0) + 1
-        if row.series_id not in firsts:
-            firsts[row.series_id] = FirstImage(row.plane, storage / row.storage_path)
+        planes.setdefault(row.series_id, row.plane)
     return series_facts(
-        body_part, _scoring_sql.series_of_study(study_id), counts, firsts
+        body_part, _scoring_sql.series_of_study(study_id), counts, planes
     )
-
-
-@dataclass(frozen=True, slots=True)
-class FirstImage:
-    """A series' first image in slice order, whose plane is the series'."""
-
-    plane: str  # as recorded at ingest; "" before planes were recorded
-    path: Path
-
-    def axial(self) -> bool | None:
-        if self.plane:
-            return axial_of_plane(self.plane)
-        return _axial(self.path)  # stored before planes were recorded
 
 
 def series_facts(
     study_body_part: str,
     series_rows: list[_scoring_sql.SeriesRow],
     counts: dict[int, int],
-    firsts: dict[int, FirstImage],
+    planes: dict[int, str],
 ) -> tuple[mf.SeriesFacts, ...]:
-    # May read a header per series (images stored before planes were
-    # recorded): call outside transactions.
+    """The series as applicability sees them.
+
+    Args:
+        counts: Instances stored, per series.
+        planes: The plane ingest recorded of each series' first image in slice
+            order (``Instance.plane``), which is the series'.
+    """
     return tuple(
         mf.SeriesFacts(
             series_id=s.pk,
@@ -74,18 +58,7 @@ def series_facts(
             body_part=s.body_part_examined or study_body_part,
             series_description=s.series_description,
             instance_count=counts.get(s.pk, 0),
-            axial=first.axial() if (first := firsts.get(s.pk)) else None,
+            axial=axial_of_plane(planes[s.pk]) if s.pk in planes else None,
         )
         for s in series_rows
     )
-
-
-def _axial(path: Path) -> bool | None:
-    try:
-        ds = pydicom.dcmread(
-            path, stop_before_pixels=True, specific_tags=["ImageOrientationPatient"]
-        )
-    except (OSError, ValueError, pydicom.errors.InvalidDicomError):
-        return None
-    orientation = ds.get("ImageOrientationPatient")
-    return is_axial([float(v) for v in orientation] if orientation else None)

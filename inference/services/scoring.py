@@ -23,7 +23,7 @@ from inference.models import (
 )
 from inference.services import _scoring_sql, results
 from inference.services._common import REASON_MAX, announce_changed
-from inference.services.applicability import FirstImage, chooses, series_facts
+from inference.services.applicability import chooses, series_facts
 from inference.services.jobs import (
     FindingOutcome,
     InstanceRef,
@@ -74,17 +74,15 @@ def _claim(study_id: int, now: datetime) -> ScoringJob | None:
         series_rows = _scoring_sql.series_of_study(study_id)
         gathered: dict[int, list[InstanceRef]] = {}
         storage = Path(settings.RADTRIAGE_STORAGE_DIR)
-        firsts: dict[int, FirstImage] = {}
+        planes: dict[int, str] = {}
         for row in _scoring_sql.instances_of_study(study_id):
             ref = InstanceRef.of(row, storage)
             gathered.setdefault(row.series_id, []).append(ref)
-            if row.series_id not in firsts:
-                firsts[row.series_id] = FirstImage(row.plane, ref.path)
+            planes.setdefault(row.series_id, row.plane)
         instances = {pk: tuple(refs) for pk, refs in gathered.items()}
         transaction.on_commit(partial(announce_changed, study_id), robust=True)
-    # Files are read outside the transaction.
     counts = {pk: len(refs) for pk, refs in instances.items()}
-    facts = series_facts(body_part, series_rows, counts, firsts)
+    facts = series_facts(body_part, series_rows, counts, planes)
     early_series = frozenset(s.pk for s in series_rows if s.stable) if early else None
     return ScoringJob(study_id, now, facts, instances, early_series)
 

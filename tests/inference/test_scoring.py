@@ -24,9 +24,10 @@ from inference.models import (
     ScoreResult,
     ScoreStatus,
 )
-from inference.services import applicability, scoring
+from inference.services import scoring
 from inference.signals import study_scored
 from tests.inference.conftest import dicom_bytes
+from triage import geometry
 from triage.ingest.core import store_instance
 from triage.models import AIStatus, Instance, Study, StudyEvent
 from triage.synthetic import (
@@ -339,19 +340,19 @@ def test_a_receiving_study_is_claimed_only_for_an_early_run(
     assert detail == {"early": True}
 
 
-def test_the_plane_comes_from_ingest_else_from_the_header(bleed: Study) -> None:
-    with mock.patch.object(applicability, "_axial", side_effect=AssertionError("read")):
+def test_the_plane_comes_from_what_ingest_recorded(bleed: Study) -> None:
+    no_read = AssertionError("a header was read")
+    with mock.patch("pydicom.dcmread", side_effect=no_read):
         job = scoring._claim(bleed.pk, timezone.now())
     assert job is not None
     assert [facts.axial for facts in job.series] == [True]
-    # Images stored before ingest recorded planes: their header is read.
-    Instance.objects.filter(series__study=bleed).update(plane="")
+    # The recorded plane decides, not the files (still axial).
+    Instance.objects.filter(series__study=bleed).update(plane=geometry.OTHER)
     Study.objects.filter(pk=bleed.pk).update(ai_status=AIStatus.QUEUED)
-    with mock.patch.object(applicability, "_axial", wraps=applicability._axial) as read:
+    with mock.patch("pydicom.dcmread", side_effect=no_read):
         job = scoring._claim(bleed.pk, timezone.now())
     assert job is not None
-    assert [facts.axial for facts in job.series] == [True]
-    assert read.call_count == 1
+    assert [facts.axial for facts in job.series] == [False]
 
 
 def test_two_runs_storing_the_same_result_at_once_both_succeed(bleed: Study) -> None:

@@ -48,9 +48,9 @@ def leftovers(storage_dir: Path) -> dict[str, Path]:
     # Not ingest's: other names and folders are left alone.
     notes = series / "README.txt"
     notes.write_text("not an instance")
-    other = storage_dir / "ai-heatmaps" / "1" / "2-ICH.png"
+    other = storage_dir / "ai-heatmaps" / "1" / "2-ICH.jpg"
     other.parent.mkdir(parents=True)
-    other.write_bytes(b"png")
+    other.write_bytes(b"jpeg")
     for path in (in_series, new_study, notes, other):
         age(path, 2 * HOUR)
     for instance in Instance.objects.all():

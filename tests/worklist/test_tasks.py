@@ -37,10 +37,6 @@ def test_release_task_releases_idle_claims(make_user: Any) -> None:
     assert study.claimed_by_id is None
 
 
-def test_recompute_task_for_a_vanished_study_does_nothing() -> None:
-    tasks.recompute_priority(987654)
-
-
 def test_beat_schedules_the_refresh_and_the_release() -> None:
     scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert {

@@ -170,18 +170,6 @@ def test_row_shows_the_finding_its_model_and_heatmap_thumbnail(
     assert AuditEvent.objects.filter(action="view_heatmap").exists()
 
 
-def test_a_heatmap_stored_as_png_is_served_as_png(
-    login: Callable[..., Client], storage_dir: Any
-) -> None:
-    # Results scored before the pictures became JPEG keep their PNG files.
-    (storage_dir / "heatmaps").mkdir(parents=True)
-    (storage_dir / "heatmaps" / "old.png").write_bytes(b"\x89PNG fake")
-    finding = make_finding(study(), heatmap_path="heatmaps/old.png")
-    image = login(Role.RADIOLOGIST).get(f"/worklist/findings/{finding.pk}/heatmap")
-    assert image.status_code == 200
-    assert image["Content-Type"] == "image/png"
-
-
 def test_heatmap_outside_storage_is_refused(
     login: Callable[..., Client], storage_dir: Any
 ) -> None:
