@@ -120,18 +120,46 @@ def _edited(draw: st.DrawFn) -> bytes:
         )
     depth = draw(st.integers(0, 40))
     if depth:
-        item = Dataset()
-        item.CodeMeaning = draw(_text)
-        for _ in range(depth):
-            outer = Dataset()
-            outer.ContentSequence = Sequence([item])
-            item = outer
-        dataset.ContentSequence = item.ContentSequence
+        return _nested(dataset, draw(_text), depth) or _base(syntax)
+    return _save(dataset) or _base(syntax)
+
+
+def _nested(dataset: Dataset, text: str, depth: int) -> bytes | None:
+    """``dataset`` with ``text`` ``depth`` sequences deep, encoded; None if
+    pydicom refuses to write it.
+
+    pydicom's writer re-raises an error once per enclosing element, each time
+    quoting the whole traceback so far: the message grows ~2.6x a level (340 MB
+    at 12, gigabytes past 13). So the value is tried one level deep first and
+    nested only once it encodes.
+    """
+    _nest(dataset, text, 1)
+    if _save(dataset) is None:
+        return None
+    _nest(dataset, text, depth)
+    return _save(dataset)
+
+
+def _nest(dataset: Dataset, text: str, depth: int) -> None:
+    """A Content Sequence ``depth`` levels deep holding ``text`` at the bottom."""
+    item = Dataset()
+    item.CodeMeaning = text
+    for _ in range(depth):
+        outer = Dataset()
+        outer.ContentSequence = Sequence([item])
+        item = outer
+    dataset.ContentSequence = item.ContentSequence
+
+
+def _save(dataset: Dataset) -> bytes | None:
+    """The encoded stream, or None if pydicom refuses to write it."""
+    buffer = io.BytesIO()
     try:
-        buffer = io.BytesIO()
         dataset.save_as(buffer, enforce_file_format=True)
+    except MemoryError:
+        raise  # a generator that exhausts memory is a failure, not a refusal
     except Exception:  # noqa: BLE001 - pydicom refused to write it: bytes instead
-        return _base(syntax)
+        return None
     return buffer.getvalue()
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
 
-from tests.fuzz.ingest import check_ingest, ingest_inputs
+from tests.fuzz.ingest import _dataset, _save, check_ingest, ingest_inputs
 
 pytestmark = [
     pytest.mark.django_db,
@@ -26,3 +31,48 @@ pytestmark = [
 @given(data=ingest_inputs())
 def test_any_stream_is_stored_whole_or_refused_with_nothing_kept(data: bytes) -> None:
     check_ingest(data)
+
+
+# Run apart, under an address-space cap: unbounded, the old generator took
+# ``./run fuzz`` to 24 GB before the kernel killed it.
+_DEEP_HOSTILE_VALUE = """
+import os, resource, sys, tracemalloc, warnings
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+warnings.simplefilter("ignore")
+import django
+django.setup()
+from pydicom.uid import ExplicitVRLittleEndian
+from tests.fuzz.ingest import _dataset, _nested
+dataset = _dataset(ExplicitVRLittleEndian)
+# pydicom fails to encode an empty multi-value in ISO 2022 (IndexError).
+dataset.SpecificCharacterSet = "ISO 2022 IR 87"
+tracemalloc.start()
+stream = _nested(dataset, "\\\\\\\\", 40)
+print(stream is None, tracemalloc.get_traced_memory()[1])
+"""
+
+
+def test_a_value_pydicom_cannot_write_deep_in_sequences_costs_little() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _DEEP_HOSTILE_VALUE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "radtriage.settings"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    refused, peak = done.stdout.split()
+    assert refused == "True"  # the generator falls back to a plain stream
+    assert int(peak) < 32 << 20
+
+
+def test_memory_exhausted_while_generating_is_a_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def exhausted(*args: object, **kwargs: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(Dataset, "save_as", exhausted)
+    with pytest.raises(MemoryError):
+        _save(_dataset(ExplicitVRLittleEndian))
