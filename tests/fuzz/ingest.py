@@ -225,6 +225,8 @@ def check_ingest(data: bytes) -> str:
     try:
         outcome = store_instance(data, now=timezone.now())
     except IngestError as exc:
+        # Memory running out is a failure of ours, never the input refused.
+        assert not isinstance(exc.__cause__, MemoryError), f"out of memory: {exc!r}"
         assert _counts() == before, "a refused instance left rows"
         assert _files(root) == files_before, "a refused instance left files"
         # The database and disk are up: a "retry" answer would loop for ever.

@@ -38,6 +38,7 @@ from triage import services
 from triage.ingest import part10
 from triage.ingest.errors import (
     InstanceTooLarge,
+    OutOfMemory,
     StorageUnavailable,
     StudyMismatch,
     UnrecordableInstance,
@@ -174,6 +175,10 @@ def _store(
         if isinstance(exc, OSError):
             logger.error("storage write failed: %s", type(exc).__name__)
             raise StorageUnavailable("the storage volume refused the write") from exc
+        if isinstance(exc, MemoryError):
+            # A permanent refusal would make the sender drop a sound instance.
+            logger.error("ran out of memory storing an instance of %d bytes", len(data))
+            raise OutOfMemory("the server ran out of memory") from exc
         raise
     if outcome.result is StoreResult.DUPLICATE and not placement.adopted:
         placement.undo()  # a file placed on the way is not needed after all

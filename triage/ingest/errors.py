@@ -85,3 +85,11 @@ class StorageUnavailable(IngestError):
 
     status = 0xA700  # Out of resources
     transient = True
+
+
+class OutOfMemory(IngestError):
+    """The server ran out of memory handling the instance: not the sender's
+    fault, so not refused for good; the sender should retry later."""
+
+    status = 0xA700  # Out of resources
+    transient = True

@@ -302,6 +302,8 @@ def _read_dataset(data: bytes) -> Dataset:
             dataset = pydicom.dcmread(io.BytesIO(data))
         except InvalidDicomError as exc:
             raise NotDicom("not a DICOM Part 10 stream (no DICM prefix)") from exc
+        except MemoryError:
+            raise  # the server's shortage, not the stream's fault: never NotDicom
         except Exception as exc:
             raise NotDicom(f"unreadable DICOM stream ({type(exc).__name__})") from exc
     if any("End of file reached" in str(w.message) for w in caught):
@@ -356,6 +358,8 @@ def _is_cut_short(data: bytes, dataset: Dataset) -> bool:
                 and len(element.value or b"") < element.length
             ):
                 return True
+    except MemoryError:
+        raise
     except Exception:  # noqa: BLE001 - unreadable here means cut short
         return True
     return False
