@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 from datetime import timedelta
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from tests.fuzz.ingest import _dataset, _save, check_ingest, ingest_inputs
+from tests.fuzz.ingest import _base, _dataset, _save, check_ingest, ingest_inputs
 
 pytestmark = [
     pytest.mark.django_db,
@@ -76,3 +77,9 @@ def test_memory_exhausted_while_generating_is_a_failure(
     monkeypatch.setattr(Dataset, "save_as", exhausted)
     with pytest.raises(MemoryError):
         _save(_dataset(ExplicitVRLittleEndian))
+
+
+def test_an_empty_last_element_of_an_unknown_vr_is_no_crash() -> None:
+    # Found by ``./run fuzz``: pydicom's NotImplementedError escaped the ingest.
+    empty = struct.pack("<HH2sH", 0x7FE1, 0x0000, b"ZZ", 0)
+    check_ingest(_base(ExplicitVRLittleEndian) + empty)

@@ -377,8 +377,15 @@ def _native_pixel_bytes(dataset: Dataset) -> int | None:
 
 def _element(dataset: Dataset, tag: BaseTag) -> DataElement | RawDataElement | None:
     """The element as read, before any conversion (pydicom's typing says only
-    ``DataElement``, but ``get_item`` returns the raw one until it is used)."""
-    return cast("DataElement | RawDataElement | None", dataset.get_item(tag))
+    ``DataElement``, but ``get_item`` returns the raw one until it is used).
+
+    keep_deferred: an empty value reads as None, which get_item would convert
+    here, and an unknown VR (the fuzzer's "ZZ") would raise NotImplementedError.
+    """
+    return cast(
+        "DataElement | RawDataElement | None",
+        dataset.get_item(tag, keep_deferred=True),
+    )
 
 
 def _string(dataset: Dataset, keyword: str) -> str:
