@@ -2,13 +2,16 @@
 
 Runs the DICOM fuzzers for a while (``./run fuzz``), on a throwaway SQLite
 database and storage folder, with fresh random cases each batch; prints how
-many cases each tried and exits 1 on the first failure, with its case.
+many cases each tried and exits 1 on the first failure, with its case. Runs
+under an address-space cap (``--memory-mb``): a case that exhausts memory is
+a failure with its case, not a machine taken down by the kernel's OOM killer.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -99,13 +102,30 @@ def _listener() -> Callable[[], None]:
     return test
 
 
+def _cap_memory(limit: int) -> None:
+    """Lower the address-space limit to ``limit`` bytes, never raising it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    if soft == resource.RLIM_INFINITY or limit < soft:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=300.0, help="per target")
     parser.add_argument(
         "--target", choices=("ingest", "listener", "all"), default="all"
     )
+    parser.add_argument(
+        "--memory-mb",
+        type=int,
+        default=4096,
+        help="address-space cap for the run (0: the inherited limit)",
+    )
     options = parser.parse_args()
+    if options.memory_mb:
+        _cap_memory(options.memory_mb << 20)
     warnings.simplefilter("ignore")  # pydicom warns of every odd value it reads
     with tempfile.TemporaryDirectory(prefix="radtriage-fuzz-") as folder:
         _setup(Path(folder))

@@ -83,3 +83,26 @@ def test_an_empty_last_element_of_an_unknown_vr_is_no_crash() -> None:
     # Found by ``./run fuzz``: pydicom's NotImplementedError escaped the ingest.
     empty = struct.pack("<HH2sH", 0x7FE1, 0x0000, b"ZZ", 0)
     check_ingest(_base(ExplicitVRLittleEndian) + empty)
+
+
+_CAPPED = """
+import resource
+from tests.fuzz.__main__ import _cap_memory
+_cap_memory(2 << 30)
+print(resource.getrlimit(resource.RLIMIT_AS)[0])
+try:
+    bytearray(3 << 30)
+except MemoryError:
+    print("MemoryError")
+"""
+
+
+def test_the_fuzz_run_caps_its_memory_so_exhaustion_is_a_reported_failure() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _CAPPED],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.split() == [str(2 << 30), "MemoryError"]
