@@ -23,6 +23,7 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
+from tests.harness.web import web_command
 from tests.integration.conftest import (  # noqa: F401 - fixtures
     REPO_ROOT,
     database_url,
@@ -167,16 +168,7 @@ def test_a_multi_part_stow_of_new_patients_leaves_no_error_in_the_server_log(
     port = free_port()
     web = start_process(
         "web",
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "radtriage.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        web_command(port),
         extra_env={**env, "RADTRIAGE_STOW_CONCURRENCY": "4"},
     )
     web.wait_for_port(port)

@@ -14,24 +14,12 @@ from pathlib import Path
 
 import requests
 
+from tests.harness.web import web_command
 from tests.integration.conftest import REPO_ROOT, free_port
 from tests.integration.processes import ManagedProcess
 
 SECRET_PATIENT_ID = "PID-SECRET-4711"
 SECRET_UID = "1.2.826.0.1.3680043.99.4711"
-
-
-def _uvicorn(port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "radtriage.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
 
 
 def _get(url: str, token: str | None = None) -> int:
@@ -54,7 +42,7 @@ def test_uvicorn_access_log_has_no_query_strings_or_uids(
 ) -> None:
     token = manage("set_integration_user", "pacs").strip()
     port = free_port()
-    web = start_process("web", _uvicorn(port))
+    web = start_process("web", web_command(port))
     web.wait_for_port(port)
     _probe(f"http://127.0.0.1:{port}", token)
     web.wait_for_log('"GET /dicomweb/studies HTTP/1.1" 200')
@@ -111,7 +99,7 @@ def test_a_declared_2_gb_body_that_never_comes_is_cut_off(
 ) -> None:
     port = free_port()
     web = start_process(
-        "web", _uvicorn(port), extra_env={"RADTRIAGE_BODY_IDLE_SECONDS": "2"}
+        "web", web_command(port), extra_env={"RADTRIAGE_BODY_IDLE_SECONDS": "2"}
     )
     web.wait_for_port(port)
     started = time.monotonic()

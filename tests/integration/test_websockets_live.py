@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sys
 import time
 from collections.abc import Callable
 
-import requests
 import websockets
 
+from tests.harness.web import log_in, web_command
 from tests.integration.conftest import free_port
 from tests.integration.processes import ManagedProcess
 
@@ -21,41 +20,9 @@ PASSWORD = "integration-password-1"
 IDLE_SECONDS = 12
 
 
-def _login(base_url: str) -> requests.Session:
-    session = requests.Session()
-    page = session.get(f"{base_url}/accounts/login/", timeout=10)
-    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
-    assert match is not None
-    response = session.post(
-        f"{base_url}/accounts/login/",
-        data={
-            "csrfmiddlewaretoken": match.group(1),
-            "username": "reader",
-            "password": PASSWORD,
-        },
-        headers={"Referer": f"{base_url}/accounts/login/"},
-        timeout=10,
-        allow_redirects=False,
-    )
-    assert response.status_code == 302, response.text
-    return session
-
-
 def _web(start_process: Callable[..., ManagedProcess]) -> tuple[ManagedProcess, int]:
     port = free_port()
-    web = start_process(
-        "web",
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "radtriage.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-    )
+    web = start_process("web", web_command(port))
     web.wait_for_port(port)
     return web, port
 
@@ -68,7 +35,7 @@ def test_an_idle_websocket_stays_open_and_still_gets_deltas(
     manage("set_role_user", "reader", "radiologist", input_text=PASSWORD + "\n")
     web, port = _web(start_process)
     base_url = f"http://127.0.0.1:{port}"
-    cookie = f"sessionid={_login(base_url).cookies['sessionid']}"
+    cookie = f"sessionid={log_in(base_url, 'reader', PASSWORD).cookies['sessionid']}"
 
     async def idle_then_delta() -> tuple[float, dict[str, object]]:
         async with websockets.connect(
@@ -114,7 +81,7 @@ def test_logging_out_closes_the_open_websocket(
     manage("set_role_user", "reader", "radiologist", input_text=PASSWORD + "\n")
     _, port = _web(start_process)
     base_url = f"http://127.0.0.1:{port}"
-    session = _login(base_url)
+    session = log_in(base_url, "reader", PASSWORD)
     cookie = f"sessionid={session.cookies['sessionid']}"
 
     async def log_out_while_open() -> tuple[int | None, float]:
