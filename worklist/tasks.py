@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 from celery import shared_task
-from django.db import OperationalError
 from django.utils import timezone
 
 from worklist import services
 
 
-@shared_task(
-    ignore_result=True,
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=3,
-)
+# A beat sweep is not retried: the next tick is its retry (as in triage and
+# inference), so a database hiccup never stacks retries behind the schedule.
+@shared_task(ignore_result=True, max_retries=0)
 def refresh_priorities() -> None:
     """Re-score studies not final for the time they have waited."""
     services.refresh_priorities(now=timezone.now())
 
 
-@shared_task(
-    ignore_result=True,
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=3,
-)
+@shared_task(ignore_result=True, max_retries=0)
 def release_inactive_claims() -> None:
     """Release claims whose reader has been inactive too long."""
     services.release_inactive_claims(now=timezone.now())

@@ -12,13 +12,9 @@ from django.utils import timezone
 from worklist.alerts import services
 
 
-@shared_task(
-    ignore_result=True,
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=3,
-)
+# A beat sweep is not retried: the next tick is its retry (as in triage and
+# inference), so a database hiccup never stacks retries behind the schedule.
+@shared_task(ignore_result=True, max_retries=0)
 def escalate_overdue_alerts() -> None:
     """Escalate open alerts not acknowledged in time (run by beat)."""
     services.escalate_overdue(now=timezone.now())
