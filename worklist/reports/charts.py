@@ -116,6 +116,32 @@ def _x_ticks(labels: Sequence[str], xs: Sequence[float]) -> tuple[Tick, ...]:
     return tuple(Tick(xs[i], labels[i]) for i in range(0, len(labels), step))
 
 
+def _framed(
+    title: str,
+    labels: Sequence[str],
+    xs: Sequence[float],
+    top: float,
+    unit: str,
+    *,
+    lines: tuple[Line, ...] = (),
+    bars: tuple[Bar, ...] = (),
+) -> Chart:
+    """The one plot frame (size, margins, ticks) every chart is drawn in."""
+    return Chart(
+        title=title,
+        width=WIDTH,
+        height=HEIGHT,
+        plot_left=LEFT,
+        plot_right=WIDTH - RIGHT,
+        plot_top=TOP,
+        plot_bottom=HEIGHT - BOTTOM,
+        y_ticks=_y_ticks(top, unit),
+        x_ticks=_x_ticks(labels, xs),
+        lines=lines,
+        bars=bars,
+    )
+
+
 def line_chart(
     title: str,
     labels: Sequence[str],
@@ -159,18 +185,7 @@ def line_chart(
         if run:
             segments.append(" ".join(run))
         lines.append(Line(name, css_class, tuple(segments), tuple(points)))
-    return Chart(
-        title=title,
-        width=WIDTH,
-        height=HEIGHT,
-        plot_left=LEFT,
-        plot_right=WIDTH - RIGHT,
-        plot_top=TOP,
-        plot_bottom=HEIGHT - BOTTOM,
-        y_ticks=_y_ticks(top, unit),
-        x_ticks=_x_ticks(labels, xs),
-        lines=tuple(lines),
-    )
+    return _framed(title, labels, xs, top, unit, lines=tuple(lines))
 
 
 def bar_chart(
@@ -208,15 +223,4 @@ def bar_chart(
         for i, (label, value) in enumerate(zip(labels, values, strict=True))
         if value is not None
     )
-    return Chart(
-        title=title,
-        width=WIDTH,
-        height=HEIGHT,
-        plot_left=LEFT,
-        plot_right=WIDTH - RIGHT,
-        plot_top=TOP,
-        plot_bottom=HEIGHT - BOTTOM,
-        y_ticks=_y_ticks(ceiling, unit),
-        x_ticks=_x_ticks(labels, xs),
-        bars=bars,
-    )
+    return _framed(title, labels, xs, ceiling, unit, bars=bars)
