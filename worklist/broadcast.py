@@ -123,8 +123,9 @@ class Broadcaster:
 
         Returns what was sent, or None without a channel layer or when sending
         failed. A failure is logged, never raised: the change it announces is
-        saved, and readers resync at the next delta's gap. ``ref`` names what
-        changed by internal ID for the log (``"alert_id=5"``).
+        saved, and readers resync at the gap a numbered, unsent delta leaves,
+        or on reconnecting when Redis (counter and channel layer) is down.
+        ``ref`` names what changed by internal ID for the log (``"alert_id=5"``).
         """
         layer = get_channel_layer()
         if layer is None:

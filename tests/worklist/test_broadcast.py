@@ -38,12 +38,7 @@ def test_a_failed_send_is_logged_by_internal_id_and_not_raised(
 ) -> None:
     # Nothing listens on port 1: the sequence cannot be read.
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    sent = Broadcaster(
-        group=alert_broadcast.ALERTS_GROUP,
-        event_type="alerts.delta",
-        seq_key=alert_broadcast.SEQUENCE_KEY,
-        epoch_key=alert_broadcast.EPOCH_KEY,
-    ).send(lambda seq, epoch: {"seq": seq}, ref="alert_id=7")
+    sent = _alert_broadcaster().send(lambda seq, epoch: {"seq": seq}, ref="alert_id=7")
     assert sent is None
     [record] = [r for r in caplog.records if r.name == "worklist.broadcast"]
     assert record.getMessage() == "sending alerts.delta failed alert_id=7"
