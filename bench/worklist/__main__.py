@@ -268,7 +268,7 @@ async def fan_out(
         return marks[0]
 
     async def bare_send(study_id: int) -> float:
-        seq, epoch = await sync_to_async(broadcast._sequence.next)()
+        seq, epoch = await sync_to_async(broadcast.worklist_deltas.next_seq)()
         delta = {
             "type": "worklist.delta",
             "seq": seq,

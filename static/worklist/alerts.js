@@ -159,6 +159,9 @@ function connect() {
   socket.addEventListener("message", (event) => {
     const message = JSON.parse(event.data);
     if (message.type !== "alerts.delta") return;
+    // Web processes share one counter, so a delta can overtake an older one;
+    // the resync its gap started already covers the older one.
+    if (lastSeq !== null && message.epoch === epoch && message.seq <= lastSeq) return;
     const gap = lastSeq !== null && (message.epoch !== epoch || message.seq !== lastSeq + 1);
     lastSeq = message.seq;
     epoch = message.epoch;

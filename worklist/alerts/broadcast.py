@@ -2,26 +2,23 @@
 
 A delta names one alert by internal ID with its version and status: no names,
 MRNs, accession numbers or UIDs. The board fetches the alert card over HTTP.
-Deltas carry a per-process sequence with an epoch, so a board that missed one
-(or met another web process) refetches its list.
+Deltas are numbered by the worklist's ``Broadcaster`` on a sequence of their
+own, shared by all web and worker processes through Redis in production, so a
+board that missed one (or whose counter restarted) refetches its list.
 """
 
 from __future__ import annotations
 
-import itertools
-import logging
-import secrets
-import threading
 from functools import partial
 from typing import TypedDict
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
 
-ALERTS_GROUP = "alerts"
+from worklist.broadcast import Broadcaster
 
-logger = logging.getLogger(__name__)
+ALERTS_GROUP = "alerts"
+SEQUENCE_KEY = "radtriage:alerts:seq"
+EPOCH_KEY = "radtriage:alerts:epoch"
 
 
 class AlertDelta(TypedDict):
@@ -37,38 +34,33 @@ class AlertDelta(TypedDict):
     escalated: bool
 
 
-_lock = threading.Lock()
-_counter = itertools.count(1)
-_epoch = secrets.token_hex(4)
+alert_deltas = Broadcaster(
+    group=ALERTS_GROUP,
+    event_type="alerts.delta",
+    seq_key=SEQUENCE_KEY,
+    epoch_key=EPOCH_KEY,
+)
 
 
 def send_alert_changed(
     alert_id: int, study_id: int, version: int, status: str, escalated: bool
 ) -> AlertDelta | None:
-    """Send one alert delta to every connected board now."""
-    layer = get_channel_layer()
-    if layer is None:
-        return None
-    with _lock:
-        seq = next(_counter)
-    delta: AlertDelta = {
-        "type": "alerts.delta",
-        "seq": seq,
-        "epoch": _epoch,
-        "id": alert_id,
-        "study_id": study_id,
-        "version": version,
-        "status": status,
-        "escalated": escalated,
-    }
-    try:
-        async_to_sync(layer.group_send)(
-            ALERTS_GROUP, {"type": "alerts.delta", "delta": delta}
-        )
-    except Exception:
-        # Boards resync on the next sequence gap and poll while disconnected.
-        logger.exception("sending an alert delta failed alert_id=%s", alert_id)
-    return delta
+    """Send one alert delta to every connected board now; returns what was sent."""
+
+    def build(seq: int, epoch: str) -> AlertDelta:
+        return {
+            "type": "alerts.delta",
+            "seq": seq,
+            "epoch": epoch,
+            "id": alert_id,
+            "study_id": study_id,
+            "version": version,
+            "status": status,
+            "escalated": escalated,
+        }
+
+    # Boards resync on the next sequence gap and poll while disconnected.
+    return alert_deltas.send(build, ref=f"alert_id={alert_id}")
 
 
 def queue_alert_changed(
