@@ -21,7 +21,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, connections, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from inference.models import ScoringLease
@@ -146,7 +145,7 @@ def _reclaim(study_id: int, started_at: datetime, now: datetime) -> bool:
     if stable_at is None:
         if not orphaned.exists():
             return False  # the run ended
-        orphaned.update(ai_status=AIStatus.PENDING, version=F("version") + 1)
+        orphaned.update(ai_status=AIStatus.PENDING)
         return False  # an early run: the study's stability queues it
     runs = StudyEvent.objects.filter(
         study_id=study_id, kind=StudyEvent.Kind.SCORING_STARTED, at__gte=stable_at

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.utils import timezone
 from factory.declarations import LazyFunction, Sequence, SubFactory
 from factory.django import DjangoModelFactory
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from triage.models import Instance, Patient, Series, Study
+from worklist.models import WorklistEntry
+
+#: Keyword arguments of StudyFactory that belong to the study's worklist entry.
+ENTRY_FIELDS = frozenset(
+    name
+    for f in WorklistEntry._meta.concrete_fields
+    if f.name != "study"
+    for name in {f.name, f.attname}
+)
 
 
 class PatientFactory(DjangoModelFactory[Patient]):
@@ -30,6 +41,15 @@ class StudyFactory(DjangoModelFactory[Study]):
     study_description = "CT HEAD WO CONTRAST"
     first_instance_received_at = LazyFunction(timezone.now)
     last_instance_received_at = LazyFunction(timezone.now)
+
+    @classmethod
+    def _create(cls, model_class: type[Study], *args: Any, **kwargs: Any) -> Study:
+        """The study, with its entry (made by the worklist) set as given."""
+        entry = {k: kwargs.pop(k) for k in list(kwargs) if k in ENTRY_FIELDS}
+        study: Study = super()._create(model_class, *args, **kwargs)
+        if entry:
+            WorklistEntry.objects.filter(study_id=study.pk).update(**entry)
+        return study
 
 
 class SeriesFactory(DjangoModelFactory[Series]):
@@ -54,3 +74,9 @@ class InstanceFactory(DjangoModelFactory[Instance]):
     size_bytes = 1024
     sha256 = "0" * 64
     received_at = LazyFunction(timezone.now)
+
+
+def entry_of(study: Study | int) -> WorklistEntry:
+    """The study's worklist entry, as the database has it now."""
+    study_id = study if isinstance(study, int) else study.pk
+    return WorklistEntry.objects.select_related("claimed_by").get(study_id=study_id)

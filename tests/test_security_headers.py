@@ -15,8 +15,9 @@ from rest_framework.authtoken.models import Token
 from tests.conftest import TEST_PASSWORD
 from tests.factories import StudyFactory
 from triage import services
-from triage.models import AuditEvent, ReadingStatus
+from triage.models import AuditEvent
 from triage.roles import Role
+from worklist.vocabulary import ReadingStatus
 
 pytestmark = pytest.mark.django_db
 

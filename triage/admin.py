@@ -166,14 +166,11 @@ class StudyAdmin(HidesPhi, admin.ModelAdmin[Study]):
         "patient_class",
         "order_priority",
         "ai_status",
-        "reading_status",
-        "priority_score",
         "last_instance_received_at",
     )
-    list_filter = ("modalities", "patient_class", "ai_status", "reading_status")
-    readonly_fields = ("study_instance_uid", "patient", "version")
-    # Identifiers, dates of the patient's care and free text that may name them;
-    # priority components can state the patient's age.
+    list_filter = ("modalities", "patient_class", "ai_status")
+    readonly_fields = ("study_instance_uid", "patient")
+    # Identifiers, dates of the patient's care and free text that may name them.
     phi_fields = (
         "study_instance_uid",
         "patient",
@@ -182,7 +179,6 @@ class StudyAdmin(HidesPhi, admin.ModelAdmin[Study]):
         "study_date",
         "study_time",
         "acquired_at",
-        "priority_components",
         "ai_status_reason",
     )
 

@@ -57,8 +57,7 @@ _COUNT_IN_SERIES = (
 _COUNT_IN_STUDY = (
     f"UPDATE {_STUDY} SET modalities = %s, body_part_examined = %s,"  # noqa: S608
     " last_instance_received_at = %s, stable_at = NULL,"
-    " instance_count = instance_count + %s, version = version + 1,"
-    " updated_at = %s WHERE id = %s"
+    " instance_count = instance_count + %s, updated_at = %s WHERE id = %s"
 )
 # PostgreSQL: lock the study (only if receiving, same patient, modality and body
 # part already noted), find the series in it, insert the instance unless its UID
@@ -93,7 +92,7 @@ WITH study AS (
     WHERE id = (SELECT series_id FROM inserted)
 )
 UPDATE {_STUDY} SET last_instance_received_at = %(now)s,
-    instance_count = instance_count + 1, version = version + 1, updated_at = %(now)s
+    instance_count = instance_count + 1, updated_at = %(now)s
 WHERE id = (SELECT id FROM study) AND EXISTS (SELECT 1 FROM inserted)
 RETURNING id, (SELECT id FROM inserted)
 """  # noqa: S608

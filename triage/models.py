@@ -22,15 +22,6 @@ class AIStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-class ReadingStatus(models.TextChoices):
-    AWAITING_IMAGES = "awaiting_images", "Awaiting images"
-    AWAITING_AI = "awaiting_ai", "Awaiting AI"
-    READY = "ready", "Ready"
-    IN_PROGRESS = "in_progress", "In progress"
-    PRELIMINARY = "preliminary", "Preliminary"
-    FINAL = "final", "Final"
-
-
 class Patient(models.Model):
     """The minimum of PHI needed to show a study to its readers."""
 
@@ -52,19 +43,6 @@ class Patient(models.Model):
     def __str__(self) -> str:
         # Never the name or identifier: this string ends up in logs and admin titles.
         return f"Patient #{self.pk}"
-
-
-class StudyQuerySet(models.QuerySet["Study"]):
-    def not_final(self) -> StudyQuerySet:
-        return self.exclude(reading_status=ReadingStatus.FINAL)
-
-    def for_worklist(self) -> StudyQuerySet:
-        """Studies still to be read, most urgent first, older first on ties."""
-        return (
-            self.not_final()
-            .select_related("patient", "claimed_by")
-            .order_by("-priority_score", "first_instance_received_at", "pk")
-        )
 
 
 class Study(models.Model):
@@ -91,27 +69,11 @@ class Study(models.Model):
         max_length=16, choices=AIStatus.choices, default=AIStatus.PENDING
     )
     ai_status_reason = models.CharField(max_length=512, blank=True, default="")
-    reading_status = models.CharField(
-        max_length=16,
-        choices=ReadingStatus.choices,
-        default=ReadingStatus.AWAITING_IMAGES,
-    )
-    claimed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="claimed_studies",
-    )
-    priority_score = models.FloatField(default=0.0)
-    # The engine's components as shown to readers: [{"code", "points", "reason"}].
-    priority_components = models.JSONField(default=list, blank=True)
     instance_count = models.PositiveIntegerField(default=0)
-    # Bumped on every change a browser should see; live deltas carry it.
-    version = models.PositiveBigIntegerField(default=0)
 
-    # The timeline. Reports compute turnaround from these; each is set once by the
-    # service that makes the transition (and reset only where a study is reopened).
+    # The arrival timeline. Reports compute turnaround from these with the scoring
+    # and reading timelines their owners keep (inference.StudyScoring,
+    # worklist.WorklistEntry).
     acquired_at = models.DateTimeField(null=True, blank=True)
     first_instance_received_at = models.DateTimeField(null=True, blank=True)
     last_instance_received_at = models.DateTimeField(null=True, blank=True)
@@ -123,25 +85,13 @@ class Study(models.Model):
     early_scoring_queued_at = models.DateTimeField(null=True, blank=True)
     scoring_started_at = models.DateTimeField(null=True, blank=True)
     scored_at = models.DateTimeField(null=True, blank=True)
-    first_opened_at = models.DateTimeField(null=True, blank=True)
-    claimed_at = models.DateTimeField(null=True, blank=True)
-    preliminary_at = models.DateTimeField(null=True, blank=True)
-    finalized_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-
-    objects = StudyQuerySet.as_manager()
 
     class Meta:
         verbose_name_plural = "studies"
         permissions = STUDY_PERMISSIONS
         indexes = [
-            # The worklist: not-final studies by priority, oldest first on ties.
-            models.Index(
-                fields=["-priority_score", "first_instance_received_at", "id"],
-                condition=~Q(reading_status="final"),
-                name="study_worklist_idx",
-            ),
             # The stability sweep: studies still receiving, by last arrival.
             models.Index(
                 fields=["last_instance_received_at"],
@@ -150,7 +100,6 @@ class Study(models.Model):
             ),
             models.Index(fields=["accession_number"], name="study_accession_idx"),
             models.Index(fields=["study_date"], name="study_date_idx"),
-            models.Index(fields=["finalized_at"], name="study_finalized_idx"),
             # Reports: studies by the day their first image arrived.
             models.Index(
                 fields=["first_instance_received_at"], name="study_received_idx"

@@ -1,4 +1,7 @@
-"""State changes of the base layer. Every write to a study goes through here."""
+"""State changes of the base layer: what arrived (patients, studies, series,
+instances, order context, the arrival timeline). Every write to those goes
+through here; the layers above keep their own state (``inference.StudyScoring``,
+``worklist.WorklistEntry``) and hear of changes through ``triage.signals``."""
 
 from __future__ import annotations
 
@@ -31,7 +34,6 @@ from triage.models import (
     AuditEvent,
     Instance,
     Patient,
-    ReadingStatus,
     Series,
     Study,
     StudyEvent,
@@ -382,15 +384,16 @@ def set_order_context(
     study = Study.objects.select_for_update().get(pk=study_id)
     study.patient_class = patient_class
     study.order_priority = order_priority
-    study.version += 1
-    study.save(
-        update_fields=["patient_class", "order_priority", "version", "updated_at"]
-    )
+    study.save(update_fields=["patient_class", "order_priority", "updated_at"])
     StudyEvent.objects.create(
         study=study,
         kind=StudyEvent.Kind.ORDER_UPDATED,
         at=now,
         detail={"patient_class": patient_class, "order_priority": order_priority},
+    )
+    # A priority component changed: the worklist re-scores the study.
+    transaction.on_commit(
+        partial(study_changed.send, sender=Study, study_id=study.pk), robust=True
     )
 
 
@@ -432,10 +435,10 @@ def mark_stable_studies(now: datetime, *, limit: int = 500) -> list[int]:
 def mark_study_stable(study_id: int, *, now: datetime) -> bool:
     """Declare one study stable if its quiet period has passed.
 
-    Sets ``stable_at``, moves a study waiting for images to waiting for AI,
-    records a STABLE event and, once committed, sends ``study_stable`` (and
-    ``study_changed``). A study being written to right now (its row locked by an
-    arriving instance or another sweep) is skipped: the next sweep sees it.
+    Sets ``stable_at``, records a STABLE event and, once committed, sends
+    ``study_stable`` (and ``study_changed``). A study being written to right now
+    (its row locked by an arriving instance or another sweep) is skipped: the
+    next sweep sees it.
 
     Returns:
         Whether this call declared it stable; False when it is still receiving,
@@ -452,10 +455,7 @@ def mark_study_stable(study_id: int, *, now: datetime) -> bool:
     if not becomes_stable(arrivals, rules, now):
         return False
     study.stable_at = now
-    if study.reading_status in _REREAD_BY_AI:
-        study.reading_status = ReadingStatus.AWAITING_AI
-    study.version += 1
-    study.save(update_fields=["stable_at", "reading_status", "version", "updated_at"])
+    study.save(update_fields=["stable_at", "updated_at"])
     StudyEvent.objects.create(
         study=study,
         kind=StudyEvent.Kind.STABLE,
@@ -467,11 +467,6 @@ def mark_study_stable(study_id: int, *, now: datetime) -> bool:
     )
     transaction.on_commit(partial(_announce_stable_study, study.pk), robust=True)
     return True
-
-
-# Reading states a (re)stabilised study returns to "awaiting AI" from; once a
-# radiologist has started reading, their state stands.
-_REREAD_BY_AI = frozenset({ReadingStatus.AWAITING_IMAGES, ReadingStatus.READY})
 
 
 def _announce_stable_study(study_id: int) -> None:

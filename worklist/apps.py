@@ -13,16 +13,23 @@ logger = logging.getLogger(__name__)
 
 
 def _on_study_changed(sender: Any, study_id: int, **kwargs: Any) -> None:
-    """A component of the study's priority may have changed: recompute, announce."""
-    from django.utils import timezone
-
-    from worklist import services
+    """Something the study's row shows may have changed: refresh its entry."""
+    from worklist import refresh
 
     try:
-        services.recompute_priority(study_id, now=timezone.now())
+        refresh.queue_refresh(study_id)
     except Exception:
-        # The change itself is committed; the next refresh re-scores the study.
-        logger.exception("recomputing priority failed study_id=%s", study_id)
+        # The change itself is committed; the periodic refresh catches up.
+        logger.exception("refreshing the worklist entry failed study_id=%s", study_id)
+
+
+def _on_study_saved(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
+    """A new study gets its worklist entry in the same transaction."""
+    if not created:
+        return
+    from worklist.models import WorklistEntry
+
+    WorklistEntry.objects.get_or_create(study_id=instance.pk)
 
 
 # The receivers of study_scored let failures through: the scoring follow-up
@@ -30,12 +37,14 @@ def _on_study_changed(sender: Any, study_id: int, **kwargs: Any) -> None:
 
 
 def _on_study_scored_priority(sender: Any, study_id: int, **kwargs: Any) -> None:
-    """Scoring finished: the study's priority and reading status move on."""
-    from django.utils import timezone
+    """Scoring finished: the study's priority and reading status move on.
 
-    from worklist import services
+    Refreshed once the follow-up commits, with what its alerts receiver
+    changed in the same transaction: one write and one delta.
+    """
+    from worklist import refresh
 
-    services.recompute_priority(study_id, now=timezone.now())
+    refresh.queue_refresh(study_id)
 
 
 def _on_study_scored_alerts(sender: Any, study_id: int, **kwargs: Any) -> None:
@@ -98,6 +107,9 @@ class WorklistConfig(AppConfig):
             dispatch_uid="worklist-user-deactivated",
         )
 
+        post_save.connect(
+            _on_study_saved, sender="triage.Study", dispatch_uid="worklist-entry"
+        )
         study_changed.connect(_on_study_changed, dispatch_uid="worklist-priority")
         study_changed.connect(_on_study_changed_alerts, dispatch_uid="worklist-alerts")
         # Registers the alert tasks with Celery (autodiscovery finds worklist.tasks).

@@ -28,7 +28,6 @@ from triage.synthetic import (
     make_radiograph_study,
 )
 from triage.vocabulary import OrderPriority, PatientClass
-from worklist import services as worklist_services
 
 logger = logging.getLogger(__name__)
 
@@ -153,8 +152,6 @@ def seed_case(case: DemoCase, *, slices: int, now: datetime) -> int:
         order_priority=case.order_priority,
         now=now,
     )
-    # The order context is a priority component: re-score and show it live.
-    worklist_services.recompute_priority(study_id, now=now)
     return study_id
 
 

@@ -8,22 +8,51 @@ from django.db import models
 
 from inference.models import Finding
 from triage.models import Study
+from triage.vocabulary import choices
+from worklist.vocabulary import ReadingStatus
 
 
 class WorklistEntry(models.Model):
-    """The worklist's own view of a study, written by ``worklist.services``.
+    """The worklist's state of one study; only ``worklist`` services write it.
 
-    ``ai_flagged`` mirrors whether a live (current, not shadow) AI finding of the
-    study is positive, so the list can filter on it; ``last_activity_at`` is the
-    claimant's last sign of life (claim, open, feedback), for the automatic
+    One per study, created with the study. It holds the reading state and claim,
+    the priority and its components as readers see them, and the delta version
+    browsers compare against. ``shown_digest`` fingerprints everything a row
+    shows, so the version moves (and a delta goes out) only when a reader would
+    see a change. ``ai_flagged`` mirrors whether a live (current, not shadow) AI
+    finding is positive, so the list can filter on it; ``last_activity_at`` is
+    the claimant's last sign of life (claim, open, feedback), for the automatic
     release.
     """
 
     study = models.OneToOneField(
         Study, on_delete=models.CASCADE, primary_key=True, related_name="worklist_entry"
     )
+    reading_status = models.CharField(
+        max_length=16,
+        choices=choices(ReadingStatus),
+        default=ReadingStatus.AWAITING_IMAGES,
+    )
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="claimed_entries",
+    )
+    priority_score = models.FloatField(default=0.0)
+    # The engine's components as shown to readers: [{"code", "points", "reason"}].
+    priority_components = models.JSONField(default=list, blank=True)
+    # Bumped on every change a browser should see; live deltas carry it.
+    version = models.PositiveBigIntegerField(default=0)
+    shown_digest = models.CharField(max_length=32, blank=True, default="")
     ai_flagged = models.BooleanField(default=False)
     last_activity_at = models.DateTimeField(null=True, blank=True)
+    # The reading timeline; each is set once by the service making the transition.
+    first_opened_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    preliminary_at = models.DateTimeField(null=True, blank=True)
+    finalized_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "worklist entries"
@@ -32,7 +61,14 @@ class WorklistEntry(models.Model):
                 fields=["last_activity_at"],
                 condition=models.Q(last_activity_at__isnull=False),
                 name="worklistentry_activity_idx",
-            )
+            ),
+            # The worklist: entries not final, by priority (worklist.ordering).
+            models.Index(
+                fields=["-priority_score", "study"],
+                condition=~models.Q(reading_status="final"),
+                name="worklistentry_order_idx",
+            ),
+            models.Index(fields=["finalized_at"], name="worklistentry_final_idx"),
         ]
 
     def __str__(self) -> str:
@@ -122,6 +158,7 @@ __all__ = [
     "Alert",
     "AlertStatus",
     "FeedbackVerdict",
+    "ReadingStatus",
     "WebhookDelivery",
     "WorklistEntry",
     "WorklistFilter",

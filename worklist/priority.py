@@ -349,26 +349,41 @@ def compute_priority(
 
 
 @dataclass(frozen=True, slots=True)
-class RankedStudy:
-    """A study's place in the list: its score, when it started waiting, its id."""
+class ListPlace:
+    """What decides a study's place in the list."""
 
     study_id: int
     score: float
-    waiting_since: datetime | None
+    received_at: datetime | None
 
 
-def sort_key(entry: RankedStudy) -> tuple[float, float, int]:
-    """The worklist order: highest score first, then longest waiting, then id.
+#: The worklist order, the one definition: (ListPlace field, descending?), most
+#: significant first. Highest score first, then the earliest first arrival (not
+#: yet received: last), then the id, so ties are deterministic.
+#: ``worklist.queries`` orders the database by the same list.
+WORKLIST_ORDER: tuple[tuple[str, bool], ...] = (
+    ("score", True),
+    ("received_at", False),
+    ("study_id", False),
+)
 
-    Deterministic on ties; studies not yet received sort after those waiting.
-    """
-    since = entry.waiting_since.timestamp() if entry.waiting_since else float("inf")
-    return (-entry.score, since, entry.study_id)
+
+def sort_key(place: ListPlace) -> tuple[tuple[bool, float], ...]:
+    """``place``'s key in :data:`WORKLIST_ORDER`; missing values sort last."""
+    key: list[tuple[bool, float]] = []
+    for name, descending in WORKLIST_ORDER:
+        value = getattr(place, name)
+        if value is None:
+            key.append((True, 0.0))
+            continue
+        number = value.timestamp() if isinstance(value, datetime) else float(value)
+        key.append((False, -number if descending else number))
+    return tuple(key)
 
 
-def rank(entries: Iterable[RankedStudy]) -> list[RankedStudy]:
-    """Order ``entries`` as the worklist shows them."""
-    return sorted(entries, key=sort_key)
+def rank(places: Iterable[ListPlace]) -> list[ListPlace]:
+    """Order ``places`` as the worklist shows them."""
+    return sorted(places, key=sort_key)
 
 
 def parse_points(text: str, names: Iterable[str]) -> dict[str, float]:

@@ -6,15 +6,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import Prefetch
+from django.db.models import Prefetch, QuerySet
 
 from inference.models import Finding
-from triage.models import AIStatus, ReadingStatus, Study, StudyQuerySet
+from triage.models import AIStatus, Study
 from worklist.alerts.models import Alert
+from worklist.models import WorklistEntry
 from worklist.priority import Band, ComponentCode, band_of
+from worklist.vocabulary import ReadingStatus
 
 
-def with_live_findings(queryset: StudyQuerySet) -> StudyQuerySet:
+def with_live_findings(queryset: QuerySet[Study]) -> QuerySet[Study]:
     """``queryset`` with each study's live positive findings as ``live_findings``."""
     findings = (
         Finding.objects.live().filter(positive=True).select_related("result__model")
@@ -69,6 +71,7 @@ class StudyRow:
     """A study as the radiologist's list shows it."""
 
     study: Study
+    entry: WorklistEntry
     band: Band
     band_icon: str
     reasons: tuple[Reason, ...]
@@ -95,37 +98,18 @@ class StudyRow:
         *,
         error: str = "",
     ) -> StudyRow:
-        components: list[dict[str, Any]] = list(study.priority_components or [])
-        reasons = tuple(
-            Reason(float(c.get("points", 0)), str(c.get("reason", "")))
-            for c in sorted(components, key=lambda c: -float(c.get("points", 0)))
-            if float(c.get("points", 0)) > 0
-        )
-        ai = next(
-            (c for c in components if c.get("code") == ComponentCode.AI.value), None
-        )
+        entry = study.worklist_entry
+        components: list[dict[str, Any]] = list(entry.priority_components or [])
+        reasons = _reasons(components)
+        ai = _ai_component(components)
         ai_text = str(ai["reason"]) if ai else ""
-        band = band_of(study.priority_score)
-        mine = study.claimed_by_id is not None and study.claimed_by_id == user.pk
-        final = study.reading_status == ReadingStatus.FINAL
-        live: list[Finding] = getattr(study, "live_findings", [])
-        top = max(live, key=lambda f: (f.probability, f.code), default=None)
-        finding = (
-            FindingView(
-                pk=top.pk,
-                code=top.code,
-                display=top.display,
-                probability=top.probability,
-                model=f"{top.result.model.name or top.result.model.model_id} "
-                f"{top.result.model_version}".strip(),
-                has_heatmap=bool(top.heatmap_path),
-                key_slice=top.key_slice_index,
-            )
-            if top is not None
-            else None
-        )
+        band = band_of(entry.priority_score)
+        mine = entry.claimed_by_id is not None and entry.claimed_by_id == user.pk
+        final = entry.reading_status == ReadingStatus.FINAL
+        finding = _top_finding(study)
         return cls(
             study=study,
+            entry=entry,
             band=band,
             band_icon=BAND_ICONS[band],
             reasons=reasons,
@@ -134,16 +118,85 @@ class StudyRow:
                 finding.code if finding else str(ai.get("finding", "")) if ai else ""
             ),
             ai_status_icon=AI_STATUS_ICONS.get(study.ai_status, "?"),
-            claimed_by=study.claimed_by.get_username() if study.claimed_by else "",
+            claimed_by=entry.claimed_by.get_username() if entry.claimed_by else "",
             mine=mine,
-            can_claim=study.claimed_by_id is None and not final,
+            can_claim=entry.claimed_by_id is None and not final,
             can_release=mine and not final,
-            can_finalize=not final and (mine or study.claimed_by_id is None),
+            can_finalize=not final and (mine or entry.claimed_by_id is None),
             show_phi=bool(user.has_perm("triage.view_phi")),
             finding=finding,
             error=error,
             **_alert_state(getattr(study, "open_alerts", [])),
         )
+
+
+def _reasons(components: list[dict[str, Any]]) -> tuple[Reason, ...]:
+    return tuple(
+        Reason(float(c.get("points", 0)), str(c.get("reason", "")))
+        for c in sorted(components, key=lambda c: -float(c.get("points", 0)))
+        if float(c.get("points", 0)) > 0
+    )
+
+
+def _ai_component(components: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return next(
+        (c for c in components if c.get("code") == ComponentCode.AI.value), None
+    )
+
+
+def _top_finding(study: Study) -> FindingView | None:
+    """The live positive finding a row leads with (prefetched ``live_findings``)."""
+    live: list[Finding] = getattr(study, "live_findings", [])
+    top = max(live, key=lambda f: (f.probability, f.code), default=None)
+    if top is None:
+        return None
+    return FindingView(
+        pk=top.pk,
+        code=top.code,
+        display=top.display,
+        probability=top.probability,
+        model=f"{top.result.model.name or top.result.model.model_id} "
+        f"{top.result.model_version}".strip(),
+        has_heatmap=bool(top.heatmap_path),
+        key_slice=top.key_slice_index,
+    )
+
+
+def shown_state(study: Study, entry: WorklistEntry) -> dict[str, Any]:
+    """Everything a row shows any reader, as JSON-able values.
+
+    ``worklist.refresh`` fingerprints it: the version moves only when this
+    changes. What differs per reader (mine, the actions offered) follows from
+    the claimant, which is here; the waiting time is counted by the browser,
+    and the score travels in the delta itself.
+    """
+    # The waiting component grows by the minute: the browser re-sorts on the
+    # score a delta carries and shows it; the refetch is for everything else.
+    components = [
+        c
+        for c in entry.priority_components or []
+        if c.get("code") != ComponentCode.WAITING.value
+    ]
+    finding = _top_finding(study)
+    return {
+        "reasons": [(round(r.points), r.text) for r in _reasons(components)],
+        "ai": _ai_component(components),
+        "status": entry.reading_status,
+        "claimed_by": entry.claimed_by_id,
+        "ai_status": study.ai_status,
+        "ai_status_reason": study.ai_status_reason,
+        "finding": (
+            None
+            if finding is None
+            else (finding.pk, round(finding.probability, 2), finding.has_heatmap)
+        ),
+        "alert": _alert_state(getattr(study, "open_alerts", [])),
+        "patient_class": study.patient_class,
+        "order_priority": study.order_priority,
+        "modalities": study.modalities,
+        "description": study.study_description,
+        "patient": (study.patient_id, study.patient.patient_name),
+    }
 
 
 def _alert_state(alerts: list[Alert]) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.utils import timezone
 
-from worklist import services
+from worklist import refresh, services
 
 
 # A beat sweep is not retried: the next tick is its retry (as in triage and
@@ -13,7 +13,7 @@ from worklist import services
 @shared_task(ignore_result=True, max_retries=0)
 def refresh_priorities() -> None:
     """Re-score studies not final for the time they have waited."""
-    services.refresh_priorities(now=timezone.now())
+    refresh.refresh_all(now=timezone.now())
 
 
 @shared_task(ignore_result=True, max_retries=0)

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import permission_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import (
     FileResponse,
     Http404,
@@ -22,14 +23,16 @@ from django.views.decorators.http import require_POST
 
 from inference.models import Finding
 from triage import services
-from triage.models import ReadingStatus, Study, StudyQuerySet
+from triage.models import Study
 from triage.roles import LANDING_ORDER, Role
 from triage.vocabulary import PatientClass, choices
 from worklist import services as worklist_services
 from worklist.api.filters import StudyFilter
 from worklist.api.serializers import FeedbackSerializer, WorklistFilterSerializer
 from worklist.models import WorklistFilter
+from worklist.queries import for_worklist
 from worklist.rows import MODALITY_CHOICES, StudyRow, with_live_findings
+from worklist.vocabulary import ReadingStatus
 
 LANDING_PAGES: dict[Role, str] = {
     Role.RADIOLOGIST: "worklist",
@@ -74,7 +77,7 @@ def _reader(request: HttpRequest) -> AbstractBaseUser:
     return user
 
 
-def _filtered(request: HttpRequest, saved: WorklistFilter) -> StudyQuerySet:
+def _filtered(request: HttpRequest, saved: WorklistFilter) -> QuerySet[Study]:
     data = {
         "modality": saved.modality,
         "body_part": saved.body_part,
@@ -83,10 +86,8 @@ def _filtered(request: HttpRequest, saved: WorklistFilter) -> StudyQuerySet:
         "ai_flagged": "" if saved.ai_flagged is None else str(saved.ai_flagged),
         "mine": str(saved.mine),
     }
-    queryset = with_live_findings(
-        Study.objects.for_worklist().select_related("worklist_entry")
-    )
-    filtered: StudyQuerySet = StudyFilter(
+    queryset = with_live_findings(for_worklist())
+    filtered: QuerySet[Study] = StudyFilter(
         data={k: v for k, v in data.items() if v}, queryset=queryset, request=request
     ).qs
     return filtered
@@ -103,9 +104,32 @@ def _audit_rows(request: HttpRequest, action: str, study_ids: list[int]) -> None
     )
 
 
+#: The session key of the studies whose rows this session was shown (and the
+#: showing audited); at most SHOWN_LIMIT, the oldest forgotten first.
+SHOWN_KEY = "worklist_shown"
+SHOWN_LIMIT = 2000
+
+
+def _shown(request: HttpRequest, study_ids: list[int]) -> list[int]:
+    """Note rows shown to this session; the ones it had not been shown before.
+
+    A row fetched again after a live delta is the same access to the same
+    study by the same reader in the same session: the first showing was
+    audited, with the study's id, so the refetch is not audited again. A new
+    session (or a study never shown in this one) is audited afresh.
+    """
+    known: list[int] = request.session.get(SHOWN_KEY, [])
+    new = [pk for pk in study_ids if pk not in set(known)]
+    if new:
+        request.session[SHOWN_KEY] = (known + new)[-SHOWN_LIMIT:]
+    return new
+
+
 def _rows(request: HttpRequest) -> list[StudyRow]:
     studies = list(_filtered(request, _saved_filters(request))[:WORKLIST_PAGE_SIZE])
-    _audit_rows(request, "view_worklist", [study.pk for study in studies])
+    ids = [study.pk for study in studies]
+    _shown(request, ids)
+    _audit_rows(request, "view_worklist", ids)
     return [StudyRow.of(study, request.user) for study in studies]
 
 
@@ -121,7 +145,9 @@ def worklist(request: HttpRequest) -> HttpResponse:
             "filters": saved,
             "modalities": MODALITY_CHOICES,
             "patient_classes": choices(PatientClass),
-            "statuses": [c for c in ReadingStatus.choices if c[0] != "final"],
+            "statuses": [
+                choice for choice in choices(ReadingStatus) if choice[0] != "final"
+            ],
         },
     )
 
@@ -138,7 +164,8 @@ def worklist_row(request: HttpRequest, study_id: int) -> HttpResponse:
     study = _filtered(request, _saved_filters(request)).filter(pk=study_id).first()
     if study is None:
         return HttpResponse(status=204)
-    _audit_rows(request, "view_worklist_row", [study.pk])
+    if _shown(request, [study.pk]):
+        _audit_rows(request, "view_worklist_row", [study.pk])
     return _render_row(request, study)
 
 
@@ -191,11 +218,11 @@ def study_action(request: HttpRequest, study_id: int, action: str) -> HttpRespon
         return redirect("worklist")
     study = (
         with_live_findings(Study.objects.all())
-        .select_related("patient", "claimed_by", "worklist_entry")
-        .filter(pk=study_id)
+        .select_related("patient", "worklist_entry", "worklist_entry__claimed_by")
+        .filter(pk=study_id, worklist_entry__isnull=False)
         .first()
     )
-    if study is None or study.reading_status == ReadingStatus.FINAL:
+    if study is None or study.worklist_entry.reading_status == ReadingStatus.FINAL:
         return HttpResponse("")  # the row leaves the list
     return _render_row(request, study, error)
 

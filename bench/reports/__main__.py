@@ -139,6 +139,7 @@ def synthesise(
     reading_status = np.where(final, "final", np.where(opened, "in_progress", "ready"))
     uid_prefix = f"2.25.{secrets.randbits(64)}."
     return {
+        "id": [str(i) for i in range(1, n + 1)],
         "study_instance_uid": [f"{uid_prefix}{i}" for i in range(n)],
         "patient_id": [str(p) for p in rng.integers(1, patients + 1, n)],
         "accession_number": [f"B{i:08d}" for i in range(n)],
@@ -165,6 +166,15 @@ def synthesise(
         "updated_at": _stamps(received, final_s, np.ones(n, bool)),
     }
 
+
+#: What synthesise() makes that the worklist keeps (its WorklistEntry).
+ENTRY_COLUMNS = (
+    "reading_status",
+    "claimed_by_id",
+    "first_opened_at",
+    "claimed_at",
+    "finalized_at",
+)
 
 _FILL = {
     "text": "",
@@ -287,12 +297,15 @@ def _run(url: str, n: int) -> int:
             },
             patients,
         )
+        entry = {name: columns.pop(name) for name in ENTRY_COLUMNS}
         _copy(conn, "triage_study", columns, n)
-        conn.commit()
         # The AI raised about one scored study in six in the worklist.
+        flagged = (rng.random(n) < 0.15) & (np.array(columns["ai_status"]) == "scored")
+        entry["study_id"] = columns["id"]
+        entry["ai_flagged"] = ["t" if f else "f" for f in flagged]
+        _copy(conn, "worklist_worklistentry", entry, n)
         conn.execute(
-            "INSERT INTO worklist_worklistentry (study_id, ai_flagged) "
-            "SELECT id, random() < 0.15 FROM triage_study WHERE ai_status = 'scored'"
+            "SELECT setval(pg_get_serial_sequence('triage_study', 'id'), %s)", (n,)
         )
         conn.commit()
     with psycopg.connect(url, autocommit=True) as conn:

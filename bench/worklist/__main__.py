@@ -148,25 +148,41 @@ def load(url: str, n: int, n_open: int, reader_id: int) -> None:
                 "order_priority": ["routine"] * n,
                 "ai_status": ["scored"] * n,
                 "ai_status_reason": [""] * n,
-                "reading_status": list(status),
-                "claimed_by_id": claimed,
-                "priority_score": [str(s) for s in scores],
-                "priority_components": [components] * n,
                 "instance_count": ["1"] * n,
-                "version": ["1"] * n,
                 "first_instance_received_at": stamps,
                 "last_instance_received_at": stamps,
                 "stable_at": stamps,
-                "finalized_at": [
-                    NULL if o else s for o, s in zip(open_mask, stamps, strict=True)
-                ],
                 "created_at": stamps,
                 "updated_at": stamps,
             },
         )
-        conn.execute(
-            "INSERT INTO worklist_worklistentry (study_id, ai_flagged) "
-            "SELECT id, (id % 10 = 0) FROM triage_study WHERE reading_status <> 'final'"
+        # COPY keeps the order: the new studies' ids, as their rows came.
+        study_ids = [
+            str(row[0])
+            for row in conn.execute(
+                "SELECT id FROM triage_study WHERE study_instance_uid LIKE %s "
+                "ORDER BY id",
+                ("1.2.826.0.1.3680043.99.%",),
+            )
+        ]
+        _copy(
+            conn,
+            "worklist_worklistentry",
+            {
+                "study_id": study_ids,
+                "reading_status": list(status),
+                "claimed_by_id": claimed,
+                "priority_score": [str(s) for s in scores],
+                "priority_components": [components] * n,
+                "version": ["1"] * n,
+                "shown_digest": [""] * n,
+                "ai_flagged": [
+                    "true" if int(i) % 10 == 0 else "false" for i in study_ids
+                ],
+                "finalized_at": [
+                    NULL if o else s for o, s in zip(open_mask, stamps, strict=True)
+                ],
+            },
         )
         conn.commit()
     with psycopg.connect(url, autocommit=True) as conn:
@@ -229,7 +245,6 @@ async def fan_out(
     from triage import services as triage_services
     from triage.vocabulary import OrderPriority, PatientClass
     from worklist import broadcast
-    from worklist import services as worklist_services
 
     ws_url = base.replace("http://", "ws://") + "/ws/worklist/"
     received: list[list[float]] = [[] for _ in range(clients)]
@@ -264,7 +279,6 @@ async def fan_out(
                 order_priority=OrderPriority.STAT if flip else OrderPriority.URGENT,
                 now=timezone.now(),
             )
-            worklist_services.recompute_priority(study_id, now=timezone.now())
         return marks[0]
 
     async def bare_send(study_id: int) -> float:
@@ -398,11 +412,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{'met' if api_ok else 'NOT met'}"
         )
 
-        from triage.models import Study
+        from worklist.queries import not_final
 
-        study_ids = list(
-            Study.objects.not_final().order_by("pk").values_list("pk", flat=True)[:50]
-        )
+        study_ids = list(not_final().order_by("pk").values_list("pk", flat=True)[:50])
         cookie = f"sessionid={session.cookies['sessionid']}"
         committed, bare = asyncio.run(
             fan_out(base, cookie, args.clients, args.rounds, study_ids)

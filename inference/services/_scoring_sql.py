@@ -27,7 +27,7 @@ _LEASE = ScoringLease._meta.db_table
 # is complete); queued or pending, or scoring for longer than the time limit.
 _CLAIM = (
     f"UPDATE {_STUDY} SET ai_status = %s, ai_status_reason = '',"  # noqa: S608
-    " scoring_started_at = %s, version = version + 1"
+    " scoring_started_at = %s"
     " WHERE id = %s"
     " AND (stable_at IS NOT NULL OR early_scoring_queued_at = scoring_queued_at)"
     " AND (ai_status IN (%s, %s) OR (ai_status = %s AND (scoring_started_at < %s"

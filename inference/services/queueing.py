@@ -73,8 +73,7 @@ def _mark_queued(
     study.ai_status = AIStatus.QUEUED
     study.ai_status_reason = ""
     study.scoring_queued_at = now
-    study.version += 1
-    fields = ["ai_status", "ai_status_reason", "scoring_queued_at", "version"]
+    fields = ["ai_status", "ai_status_reason", "scoring_queued_at"]
     detail: dict[str, Any] = {"queue": queue}
     if early_series_id is not None:
         study.early_scoring_queued_at = now

@@ -11,7 +11,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from inference import followups
@@ -208,7 +207,6 @@ def apply_results(
             ai_status=status,
             ai_status_reason=reason[:REASON_MAX],
             scored_at=scored_at,
-            version=F("version") + 1,
             updated_at=timezone.now(),
         )
         detail = {
@@ -243,8 +241,7 @@ def record_scoring_failure(study_id: int, reason: str, *, now: datetime) -> None
         return
     study.ai_status = AIStatus.FAILED
     study.ai_status_reason = reason[:REASON_MAX]
-    study.version += 1
-    study.save(update_fields=["ai_status", "ai_status_reason", "version", "updated_at"])
+    study.save(update_fields=["ai_status", "ai_status_reason", "updated_at"])
     StudyEvent.objects.create(
         study=study,
         kind=StudyEvent.Kind.SCORING_FAILED,

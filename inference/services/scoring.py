@@ -12,7 +12,6 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import OperationalError, transaction
-from django.db.models import F
 
 from inference import manifest as mf
 from inference import preprocess, runtime, scoring_lease
@@ -168,7 +167,6 @@ def _store_results(
             scoring_started_at=job.started_at,
         ).update(
             ai_status=AIStatus.SCORED if standing else AIStatus.PENDING,
-            version=F("version") + 1,
         )
         transaction.on_commit(partial(announce_changed, job.study_id), robust=True)
         if outcomes:
@@ -327,7 +325,7 @@ def _requeue_after_transient(study_id: int, started_at: datetime) -> None:
         with transaction.atomic():
             Study.objects.filter(
                 pk=study_id, ai_status=AIStatus.SCORING, scoring_started_at=started_at
-            ).update(ai_status=AIStatus.QUEUED, version=F("version") + 1)
+            ).update(ai_status=AIStatus.QUEUED)
     except OperationalError:
         # The database itself is away: the sweeper will find the study.
         logger.warning(

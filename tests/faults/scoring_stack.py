@@ -109,8 +109,9 @@ class StudyState:
 def study_state(database_url: str, study_instance_uid: str) -> StudyState | None:
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
-            "SELECT id, ai_status, reading_status FROM triage_study"
-            " WHERE study_instance_uid = %s",
+            "SELECT s.id, s.ai_status, e.reading_status FROM triage_study s"
+            " JOIN worklist_worklistentry e ON e.study_id = s.id"
+            " WHERE s.study_instance_uid = %s",
             (study_instance_uid,),
         ).fetchone()
         if row is None:

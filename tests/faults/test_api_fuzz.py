@@ -29,8 +29,8 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import ignored_auth
 
 from tests.factories import StudyFactory
-from triage.models import ReadingStatus
 from triage.roles import Role
+from worklist.vocabulary import ReadingStatus
 
 pytestmark = pytest.mark.django_db
 

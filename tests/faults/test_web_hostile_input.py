@@ -19,7 +19,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from tests.factories import StudyFactory
-from triage.models import ReadingStatus
+from worklist.vocabulary import ReadingStatus
 
 pytestmark = pytest.mark.django_db
 

@@ -15,8 +15,10 @@ from django.utils import timezone
 from inference import followups, services, tasks
 from inference.models import ScoringFollowUp
 from inference.signals import study_scored
-from triage.models import AuditEvent, ReadingStatus, Study
+from tests.factories import entry_of
+from triage.models import AuditEvent, Study
 from worklist.alerts.models import Alert
+from worklist.vocabulary import ReadingStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -61,16 +63,19 @@ def test_a_scoring_result_records_its_follow_up_in_the_same_transaction(
     # Nothing ran: no alert yet, and the worklist does not show it ready.
     assert not Alert.objects.filter(study=bleed).exists()
     bleed.refresh_from_db()
-    assert bleed.reading_status != ReadingStatus.READY
+    assert entry_of(bleed).reading_status != ReadingStatus.READY
 
 
-def test_the_sweeper_alerts_a_result_whose_follow_up_was_lost(bleed: Study) -> None:
+def test_the_sweeper_alerts_a_result_whose_follow_up_was_lost(
+    bleed: Study, django_capture_on_commit_callbacks: Any
+) -> None:
     score_without_follow_up(bleed)
-    assert followups.sweep(now=later()) == [bleed.pk]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert followups.sweep(now=later()) == [bleed.pk]
     alert = Alert.objects.get(study=bleed)
     assert alert.finding_code == "ICH"
     bleed.refresh_from_db()
-    assert bleed.reading_status == ReadingStatus.READY  # priority recomputed
+    assert entry_of(bleed).reading_status == ReadingStatus.READY  # priority recomputed
     assert not ScoringFollowUp.objects.filter(study=bleed).exists()
     # Swept again (or run by a late task): nothing more happens.
     assert followups.sweep(now=later(120)) == []
@@ -162,7 +167,7 @@ def test_a_failed_scoring_is_followed_up_too(
         services.record_scoring_failure(bleed.pk, "again", now=timezone.now())
     assert not ScoringFollowUp.objects.exists()
     bleed.refresh_from_db()
-    assert bleed.reading_status == ReadingStatus.READY  # no longer awaits AI
+    assert entry_of(bleed).reading_status == ReadingStatus.READY  # no longer awaits AI
 
 
 def test_the_database_refuses_a_second_alert_for_one_finding(bleed: Study) -> None:
@@ -182,19 +187,23 @@ def test_the_database_refuses_a_second_alert_for_one_finding(bleed: Study) -> No
 
 
 def test_the_worklist_receivers_let_a_failure_through_for_a_retry(
-    bleed: Study,
+    bleed: Study, django_capture_on_commit_callbacks: Any
 ) -> None:
     from worklist.alerts import services as alert_services
 
     score_without_follow_up(bleed)
-    with mock.patch.object(
-        alert_services, "raise_alerts", side_effect=OperationalError("gone")
+    with (
+        mock.patch.object(
+            alert_services, "raise_alerts", side_effect=OperationalError("gone")
+        ),
+        django_capture_on_commit_callbacks(execute=True),
     ):
         assert (
             followups.run(bleed.pk, now=timezone.now()) is followups.FollowUpRun.FAILED
         )
     assert ScoringFollowUp.objects.get(study=bleed).last_error == "OperationalError"
     bleed.refresh_from_db()
-    assert bleed.reading_status == ReadingStatus.READY  # priority's part stands
+    # The priority's part stands.
+    assert entry_of(bleed).reading_status == ReadingStatus.READY
     assert followups.run(bleed.pk, now=later()) is followups.FollowUpRun.DONE
     assert Alert.objects.filter(study=bleed).count() == 1

@@ -25,6 +25,7 @@ from rest_framework.authtoken.models import Token
 from triage import services
 from triage.models import Patient, Study
 from triage.roles import Role
+from worklist.models import WorklistEntry
 tokens = {}
 for name in ("reader_a", "reader_b"):
     user = services.set_role_user(name, Role.RADIOLOGIST, "race-password-123")
@@ -32,12 +33,11 @@ for name in ("reader_a", "reader_b"):
 patient = Patient.objects.create(patient_id="RACE")
 ids = [
     Study.objects.create(
-        study_instance_uid=f"1.2.826.0.1.99.{i}",
-        patient=patient,
-        reading_status="ready",
+        study_instance_uid=f"1.2.826.0.1.99.{i}", patient=patient
     ).pk
     for i in range(%d)
 ]
+WorklistEntry.objects.filter(study_id__in=ids).update(reading_status="ready")
 print(json.dumps({"tokens": tokens, "ids": ids}))
 """
 
@@ -110,8 +110,8 @@ def test_two_concurrent_claims_on_postgresql_have_exactly_one_winner(
 
         with psycopg.connect(database_url) as conn:
             claimed_by = conn.execute(
-                "SELECT u.username FROM triage_study s JOIN auth_user u "
-                "ON u.id = s.claimed_by_id WHERE s.id = %s",
+                "SELECT u.username FROM worklist_worklistentry e JOIN auth_user u "
+                "ON u.id = e.claimed_by_id WHERE e.study_id = %s",
                 (study_id,),
             ).fetchone()
             claims = conn.execute(

@@ -35,10 +35,9 @@ def test_migrations_apply_and_reverse_on_postgresql(
             "INSERT INTO triage_study (study_instance_uid, patient_id, "
             "accession_number, modalities, body_part_examined, study_description, "
             "patient_class, order_priority, ai_status, ai_status_reason, "
-            "reading_status, priority_score, priority_components, instance_count, "
-            "version, created_at, updated_at) SELECT '1.2.3', id, '', 'CT', '', '', "
-            "'unknown', 'routine', 'pending', '', 'awaiting_images', 0, '[]', 0, 0, "
-            "now(), now() FROM triage_patient"
+            "instance_count, created_at, updated_at) SELECT '1.2.3', id, '', 'CT', "
+            "'', '', 'unknown', 'routine', 'pending', '', 0, now(), now() "
+            "FROM triage_patient"
         )
         conn.execute(insert_study)
         with pytest.raises(psycopg.errors.UniqueViolation):

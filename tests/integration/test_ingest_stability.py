@@ -80,5 +80,7 @@ def test_stability_is_declared_once_per_quiet_period_by_duplicate_sweepers(
     )
     time.sleep(3)
     assert study_events(database_url) == ["received", "stable", "reopened", "stable"]
-    [(reading_status,)] = query(database_url, "SELECT reading_status FROM triage_study")
+    [(reading_status,)] = query(
+        database_url, "SELECT reading_status FROM worklist_worklistentry"
+    )
     assert reading_status != "awaiting_images"

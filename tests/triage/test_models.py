@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -43,15 +41,3 @@ def test_sop_instance_uid_is_unique() -> None:
             sha256="0" * 64,
             received_at=timezone.now(),
         )
-
-
-def test_worklist_orders_by_priority_then_arrival() -> None:
-    now = timezone.now()
-    low = StudyFactory.create(priority_score=10, first_instance_received_at=now)
-    high = StudyFactory.create(priority_score=90, first_instance_received_at=now)
-    older_low = StudyFactory.create(
-        priority_score=10,
-        first_instance_received_at=now - timedelta(minutes=5),
-    )
-    StudyFactory.create(priority_score=99, reading_status="final")
-    assert list(Study.objects.for_worklist()) == [high, older_low, low]

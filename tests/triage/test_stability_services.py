@@ -10,12 +10,15 @@ import pytest
 import time_machine
 from django.utils import timezone
 
+from tests.factories import entry_of
 from tests.triage.dicom_data import ct_study, encode, modified, new_uid
 from triage import services, tasks
 from triage.ingest.core import store_instance
-from triage.models import ReadingStatus, Series, Study, StudyEvent
+from triage.models import Series, Study, StudyEvent
 from triage.signals import series_stable, study_changed, study_stable
 from triage.stability import parse_stability_seconds
+from worklist.models import WorklistEntry
+from worklist.vocabulary import ReadingStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -95,7 +98,7 @@ def test_stability_fires_once_while_instances_arrive_over_time(
     assert stable_study_signals(announced) == [study_id]
     study_row = Study.objects.get()
     assert study_row.stable_at == at(22)
-    assert study_row.reading_status == ReadingStatus.AWAITING_AI
+    assert entry_of(study_row).reading_status == ReadingStatus.AWAITING_AI
     assert arrival_events() == ["received", "stable"]
     assert ("study_changed", {"study_id": study_id}) in announced
 
@@ -159,9 +162,9 @@ def test_a_study_being_read_keeps_its_reading_status(
     sweep: Callable[[float], list[int]],
 ) -> None:
     store_instance(encode(ct_study().datasets[0]), now=at(0))
-    Study.objects.update(reading_status=ReadingStatus.IN_PROGRESS)
+    WorklistEntry.objects.update(reading_status=ReadingStatus.IN_PROGRESS)
     sweep(10)
-    assert Study.objects.get().reading_status == ReadingStatus.IN_PROGRESS
+    assert WorklistEntry.objects.get().reading_status == ReadingStatus.IN_PROGRESS
 
 
 def test_a_quiet_series_is_announced_before_its_study_is_stable(

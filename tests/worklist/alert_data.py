@@ -7,7 +7,8 @@ from typing import Any
 
 from inference.models import Finding, RegisteredModel, ScoreResult
 from tests.factories import StudyFactory
-from triage.models import AIStatus, ReadingStatus, Study
+from triage.models import AIStatus, Study
+from worklist.vocabulary import ReadingStatus
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

@@ -25,6 +25,6 @@ def create_fixture_studies() -> dict[str, Study]:
             **times,
         )
         if spec.ai_flagged is not None:
-            WorklistEntry.objects.create(study=study, ai_flagged=spec.ai_flagged)
+            WorklistEntry.objects.filter(study=study).update(ai_flagged=spec.ai_flagged)
         made[spec.name] = study
     return made

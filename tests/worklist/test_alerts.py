@@ -10,15 +10,17 @@ import pytest
 from django.contrib.auth.models import AbstractBaseUser
 
 from inference.signals import study_scored
+from tests.factories import entry_of
 from tests.worklist.alert_data import NOW, add_finding, scored_study
-from triage.models import AuditEvent, ReadingStatus, Study
+from triage.models import AuditEvent, Study
 from triage.roles import Role
 from triage.signals import study_changed
 from worklist import services as worklist_services
 from worklist.alerts import broadcast as alert_broadcast
 from worklist.alerts import services
 from worklist.alerts.models import Alert, AlertStatus
-from worklist.models import FeedbackVerdict
+from worklist.models import FeedbackVerdict, WorklistEntry
+from worklist.vocabulary import ReadingStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -127,7 +129,7 @@ def test_acknowledging_records_who_when_and_note_once(
     add_finding(study)
     with django_capture_on_commit_callbacks(execute=True):
         [alert] = services.raise_alerts(study.pk, now=NOW)
-    version_before = Study.objects.get(pk=study.pk).version
+    version_before = entry_of(study).version
     later = NOW + timedelta(minutes=2)
     with django_capture_on_commit_callbacks(execute=True):
         acked = services.acknowledge_alert(
@@ -139,14 +141,20 @@ def test_acknowledging_records_who_when_and_note_once(
     assert acked.acknowledgement_note == "called Dr Lee"
     # Seen by a person: delivered at the latest then.
     assert acked.delivered_at == later
-    # The radiologist's row refetches: the study's version moved.
-    assert Study.objects.get(pk=study.pk).version > version_before
+    # The radiologist's row refetches: the entry's version moved.
+    assert entry_of(study).version > version_before
     again = services.acknowledge_alert(
         alert.pk, tech, note="x", now=later + timedelta(1)
     )
     assert again.acknowledged_at == later
     # Deltas name the alert and study by ID, with version and status: no PHI.
-    assert deltas[-1] == (alert.pk, study.pk, acked.version, "acknowledged", False)
+    assert deltas[-1] == (
+        alert.pk,
+        study.pk,
+        acked.version,
+        "acknowledged",
+        False,
+    )
 
 
 def test_first_browser_receipt_is_the_delivery_time(tech: AbstractBaseUser) -> None:
@@ -240,7 +248,7 @@ def test_a_study_finalized_by_the_ris_resolves_its_alerts() -> None:
     study = scored_study()
     add_finding(study)
     [alert] = services.raise_alerts(study.pk, now=NOW)
-    Study.objects.filter(pk=study.pk).update(reading_status=ReadingStatus.FINAL)
+    WorklistEntry.objects.filter(study=study).update(reading_status=ReadingStatus.FINAL)
     study_changed.send(sender=Study, study_id=study.pk)
     alert.refresh_from_db()
     assert alert.status == AlertStatus.RESOLVED

@@ -13,11 +13,12 @@ from rest_framework import serializers
 from rest_framework.test import APIClient
 
 from tests.factories import StudyFactory
-from triage.models import AuditEvent, ReadingStatus, Study
+from triage.models import AuditEvent, Study
 from triage.roles import Role
 from triage.vocabulary import PatientClass
 from worklist.api.serializers import StudyWithPatientSerializer
 from worklist.models import AIFeedback, WorklistEntry
+from worklist.vocabulary import ReadingStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -109,7 +110,7 @@ def test_filters(api: Callable[..., APIClient], query: str, matches: set[str]) -
             patient_class=PatientClass.EMERGENCY,
         ),
     }
-    WorklistEntry.objects.create(study=made["ct"], ai_flagged=True)
+    WorklistEntry.objects.filter(study=made["ct"]).update(ai_flagged=True)
     names = {pk.pk: name for name, pk in made.items()}
     rows = client.get(f"/api/studies/?{query}").json()["results"]
     assert {names[row["id"]] for row in rows} == matches
@@ -261,10 +262,10 @@ def test_fast_row_serialisation_matches_the_declared_fields(
         acquired_at=now - timedelta(minutes=5),
         priority_components=[{"code": "order", "points": 20.0, "reason": "urgent"}],
     )
-    WorklistEntry.objects.create(study=made, ai_flagged=True)
-    made = Study.objects.select_related("patient", "claimed_by", "worklist_entry").get(
-        pk=made.pk
-    )
+    WorklistEntry.objects.filter(study=made).update(ai_flagged=True)
+    made = Study.objects.select_related(
+        "patient", "worklist_entry", "worklist_entry__claimed_by"
+    ).get(pk=made.pk)
     serializer = StudyWithPatientSerializer(made)
     generic = serializers.ModelSerializer.to_representation(serializer, made)
     assert serializer.data == generic

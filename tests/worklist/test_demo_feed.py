@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 from django.utils import timezone
 
+from tests.factories import entry_of
 from triage.models import Study
 from worklist.demo import DEMO_CASES, feed_demo, next_feed_case, seed_case
 
@@ -18,12 +20,15 @@ def test_feed_cases_cycle_through_the_demo_with_fresh_seeds() -> None:
 
 
 @pytest.mark.django_db
-def test_a_feed_case_arrives_scored_for_priority() -> None:
-    study_id = seed_case(next_feed_case(1), slices=2, now=timezone.now())
+def test_a_feed_case_arrives_scored_for_priority(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        study_id = seed_case(next_feed_case(1), slices=2, now=timezone.now())
     study = Study.objects.get(pk=study_id)
     assert study.instance_count == 2
-    assert study.priority_components  # re-scored with its order context
-    assert study.priority_score > 0
+    assert entry_of(study).priority_components  # re-scored with its order context
+    assert entry_of(study).priority_score > 0
 
 
 def test_feed_stops_when_told() -> None:

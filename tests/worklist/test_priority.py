@@ -11,9 +11,9 @@ from triage.vocabulary import OrderPriority, PatientClass
 from worklist.priority import (
     ComponentCode,
     FindingInput,
+    ListPlace,
     PriorityInputs,
     PriorityWeights,
-    RankedStudy,
     compute_priority,
     rank,
     waiting_start,
@@ -267,11 +267,11 @@ def test_overdue_study_outranks_any_later_ai_flagged_study_of_its_class() -> Non
 def test_ties_break_older_first_then_by_id() -> None:
     earlier = NOW - timedelta(minutes=5)
     entries = [
-        RankedStudy(3, 10.0, NOW),
-        RankedStudy(2, 10.0, earlier),
-        RankedStudy(1, 10.0, NOW),
-        RankedStudy(4, 11.0, NOW),
-        RankedStudy(5, 10.0, None),
+        ListPlace(3, 10.0, NOW),
+        ListPlace(2, 10.0, earlier),
+        ListPlace(1, 10.0, NOW),
+        ListPlace(4, 11.0, NOW),
+        ListPlace(5, 10.0, None),
     ]
     assert [e.study_id for e in rank(entries)] == [4, 2, 1, 3, 5]
 
@@ -297,7 +297,7 @@ def _simulate_routine_wait(weights: PriorityWeights) -> float:
         next_id += 1
         if minute % 20 == 0:
             ranked = rank(
-                RankedStudy(
+                ListPlace(
                     study_id,
                     compute_priority(study, weights, now=now).total,
                     study.waiting_since,

@@ -12,13 +12,15 @@ from django.db import transaction
 
 from inference.models import Finding, RegisteredModel, ScoreResult
 from inference.signals import study_scored
-from tests.factories import StudyFactory
-from triage.models import AIStatus, AuditEvent, ReadingStatus, Study, StudyEvent
+from tests.factories import StudyFactory, entry_of
+from triage.models import AIStatus, AuditEvent, Study, StudyEvent
 from triage.roles import Role
 from triage.signals import study_changed
 from triage.vocabulary import OrderPriority, PatientClass
-from worklist import broadcast, services
+from worklist import broadcast, refresh, services
 from worklist.models import AIFeedback, FeedbackVerdict, WorklistEntry
+from worklist.queries import for_worklist
+from worklist.vocabulary import ReadingStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -65,15 +67,16 @@ def test_claim_marks_study_in_progress_and_records_it(
     with django_capture_on_commit_callbacks(execute=True):
         services.claim_study(study.pk, reader, now=NOW)
     study.refresh_from_db()
-    assert study.reading_status == ReadingStatus.IN_PROGRESS
-    assert study.claimed_by_id == reader.pk
-    assert study.claimed_at == NOW
-    assert study.version == 1
+    assert entry_of(study).reading_status == ReadingStatus.IN_PROGRESS
+    assert entry_of(study).claimed_by_id == reader.pk
+    assert entry_of(study).claimed_at == NOW
+    assert entry_of(study).version == 1
     assert StudyEvent.objects.filter(
         study=study, kind=StudyEvent.Kind.CLAIMED, actor_id=reader.pk
     ).exists()
     assert AuditEvent.objects.filter(action="claim_study", object_id=str(study.pk))
-    assert sent == [([{"id": study.pk, "version": 1, "priority_score": 0.0}], [])]
+    score = entry_of(study).priority_score
+    assert sent == [([{"id": study.pk, "version": 1, "priority_score": score}], [])]
 
 
 def test_second_reader_cannot_claim_claimed_study(
@@ -84,7 +87,7 @@ def test_second_reader_cannot_claim_claimed_study(
     with pytest.raises(services.StudyAlreadyClaimed):
         services.claim_study(study.pk, other_reader, now=NOW)
     study.refresh_from_db()
-    assert study.claimed_by_id == reader.pk
+    assert entry_of(study).claimed_by_id == reader.pk
 
 
 def test_claiming_again_by_the_same_reader_changes_nothing(
@@ -94,7 +97,7 @@ def test_claiming_again_by_the_same_reader_changes_nothing(
     services.claim_study(study.pk, reader, now=NOW)
     services.claim_study(study.pk, reader, now=NOW + timedelta(minutes=1))
     study.refresh_from_db()
-    assert (study.claimed_at, study.version) == (NOW, 1)
+    assert (entry_of(study).claimed_at, entry_of(study).version) == (NOW, 1)
 
 
 def test_final_study_cannot_be_claimed(reader: AbstractBaseUser) -> None:
@@ -120,8 +123,8 @@ def test_release_returns_the_study_to_where_it_stands(
     services.claim_study(study.pk, reader, now=NOW)
     services.release_study(study.pk, reader, now=NOW + timedelta(minutes=2))
     study.refresh_from_db()
-    assert study.claimed_by_id is None
-    assert study.reading_status == expected
+    assert entry_of(study).claimed_by_id is None
+    assert entry_of(study).reading_status == expected
     event = StudyEvent.objects.get(study=study, kind=StudyEvent.Kind.RELEASED)
     assert event.detail == {"reason": "released"}
 
@@ -149,7 +152,7 @@ def test_inactive_claims_are_released_after_the_configured_minutes(
         idle.pk
     ]
     idle.refresh_from_db()
-    assert idle.claimed_by_id is None
+    assert entry_of(idle).claimed_by_id is None
     assert StudyEvent.objects.get(study=idle, kind=StudyEvent.Kind.RELEASED).detail == {
         "reason": "inactivity"
     }
@@ -169,7 +172,7 @@ def test_opening_a_study_records_the_first_open_and_gives_the_viewer_url(
     services.open_study(study.pk, reader, now=NOW + timedelta(minutes=5))
     study.refresh_from_db()
     assert url == "/ohif/viewer?StudyInstanceUIDs=1.2.3.4"
-    assert study.first_opened_at == NOW
+    assert entry_of(study).first_opened_at == NOW
     assert (
         StudyEvent.objects.filter(study=study, kind=StudyEvent.Kind.OPENED).count() == 2
     )
@@ -183,11 +186,11 @@ def test_mark_final_takes_the_study_off_the_list(
     with django_capture_on_commit_callbacks(execute=True):
         services.mark_final(study.pk, reader, now=NOW)
     study.refresh_from_db()
-    assert study.reading_status == ReadingStatus.FINAL
-    assert study.finalized_at == NOW
-    assert study.claimed_by_id == reader.pk  # who read it
+    assert entry_of(study).reading_status == ReadingStatus.FINAL
+    assert entry_of(study).finalized_at == NOW
+    assert entry_of(study).claimed_by_id == reader.pk  # who read it
     assert sent == [([], [study.pk])]
-    assert not Study.objects.for_worklist().filter(pk=study.pk).exists()
+    assert not for_worklist().filter(pk=study.pk).exists()
     with pytest.raises(services.StudyIsFinal):
         services.mark_final(study.pk, reader, now=NOW)
 
@@ -209,8 +212,8 @@ def test_preliminary_then_final_time_stamps_each_transition(
     services.mark_preliminary(study.pk, reader, now=NOW + timedelta(minutes=5))
     services.mark_final(study.pk, reader, now=NOW + timedelta(minutes=9))
     study.refresh_from_db()
-    assert study.preliminary_at == NOW + timedelta(minutes=5)
-    assert study.finalized_at == NOW + timedelta(minutes=9)
+    assert entry_of(study).preliminary_at == NOW + timedelta(minutes=5)
+    assert entry_of(study).finalized_at == NOW + timedelta(minutes=9)
     kinds = list(StudyEvent.objects.filter(study=study).values_list("kind", flat=True))
     assert kinds == ["claimed", "preliminary", "final"]
 
@@ -249,14 +252,13 @@ def test_recompute_priority_stores_score_and_reasons(
         first_instance_received_at=NOW - timedelta(minutes=30),
     )
     with django_capture_on_commit_callbacks(execute=True):
-        score = services.recompute_priority(study.pk, now=NOW)
-    assert score is not None
+        assert refresh.recompute_priority(study.pk, now=NOW)
     study.refresh_from_db()
-    assert study.priority_score == 40 + 30 + 10
+    assert entry_of(study).priority_score == 40 + 30 + 10
     assert {"code": "waiting", "points": 10.0, "reason": "waiting 30 min of 60"} in (
-        study.priority_components
+        entry_of(study).priority_components
     )
-    assert study.version == 1
+    assert entry_of(study).version == 1
     assert not WorklistEntry.objects.get(study=study).ai_flagged
     assert sent == [([{"id": study.pk, "version": 1, "priority_score": 80.0}], [])]
 
@@ -267,15 +269,17 @@ def test_acquisition_time_starts_the_wait_when_known() -> None:
         acquired_at=NOW - timedelta(minutes=60),
         first_instance_received_at=NOW - timedelta(minutes=30),
     )
-    services.recompute_priority(study.pk, now=NOW)
+    refresh.recompute_priority(study.pk, now=NOW)
     study.refresh_from_db()
-    assert "waiting 60 min of 60" in [c["reason"] for c in study.priority_components]
+    assert "waiting 60 min of 60" in [
+        c["reason"] for c in entry_of(study).priority_components
+    ]
 
 
 def test_weights_come_from_settings(settings: Any) -> None:
     settings.RADTRIAGE_PRIORITY_ORDER_POINTS = {"stat": 100.0}
     settings.RADTRIAGE_SLA_MINUTES = {"emergency": 10.0}
-    weights = services.priority_weights()
+    weights = refresh.priority_weights()
     assert weights.order_points[OrderPriority.STAT] == 100.0
     assert weights.sla_for(PatientClass.EMERGENCY) == 10.0
     assert weights.sla_for(PatientClass.OUTPATIENT) == 1440.0
@@ -287,19 +291,20 @@ def test_refresh_rescores_waiting_studies_without_touching_final_ones(
     waiting = ready_study(patient_class=PatientClass.EMERGENCY)
     final = ready_study(reading_status=ReadingStatus.FINAL, priority_score=3.0)
     with django_capture_on_commit_callbacks(execute=True):
-        services.recompute_priority(waiting.pk, now=NOW)
+        refresh.recompute_priority(waiting.pk, now=NOW)
     sent.clear()
     waiting.refresh_from_db()
-    before, version = waiting.priority_score, waiting.version
+    before, version = entry_of(waiting).priority_score, entry_of(waiting).version
 
     with django_capture_on_commit_callbacks(execute=True):
-        changed = services.refresh_priorities(now=NOW + timedelta(minutes=30))
+        changed = refresh.refresh_all(now=NOW + timedelta(minutes=30))
     assert changed == 1
     waiting.refresh_from_db()
     final.refresh_from_db()
-    assert waiting.priority_score == pytest.approx(before + 10)
-    assert waiting.version == version  # the row's content is unchanged
-    assert final.priority_score == 3.0
+    assert entry_of(waiting).priority_score == pytest.approx(before + 10)
+    # The row's content is unchanged: the delta carries the new score alone.
+    assert entry_of(waiting).version == version
+    assert entry_of(final).priority_score == 3.0
     # One delta for the whole refresh.
     assert len(sent) == 1
     assert [u["id"] for u in sent[0][0]] == [waiting.pk]
@@ -334,12 +339,15 @@ def test_nothing_is_sent_for_a_rolled_back_change(
     assert sent == []
 
 
-def test_study_changed_signal_recomputes_priority() -> None:
+def test_study_changed_signal_recomputes_priority(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
     study = ready_study(patient_class=PatientClass.INPATIENT)
-    study_changed.send(sender=Study, study_id=study.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        study_changed.send(sender=Study, study_id=study.pk)
     study.refresh_from_db()
-    assert study.priority_score >= 15
-    assert study.priority_components
+    assert entry_of(study).priority_score >= 15
+    assert entry_of(study).priority_components
 
 
 def make_finding(
@@ -382,11 +390,12 @@ def make_finding(
 def test_a_live_positive_finding_raises_priority_and_flags_the_study() -> None:
     study = ready_study(patient_class=PatientClass.OUTPATIENT)
     make_finding(study)
-    score = services.recompute_priority(study.pk, now=NOW)
-    assert score is not None
+    assert refresh.recompute_priority(study.pk, now=NOW)
     study.refresh_from_db()
-    assert "ICH suspected 0.94" in [c["reason"] for c in study.priority_components]
-    assert study.priority_score >= 94
+    assert "ICH suspected 0.94" in [
+        c["reason"] for c in entry_of(study).priority_components
+    ]
+    assert entry_of(study).priority_score >= 94
     assert WorklistEntry.objects.get(study=study).ai_flagged
 
 
@@ -394,28 +403,31 @@ def test_shadow_and_urgent_findings_weigh_as_configured() -> None:
     shadow_study, urgent_study = ready_study(), ready_study()
     make_finding(shadow_study, shadow=True)
     make_finding(urgent_study, severity="urgent", probability=1.0)
-    services.recompute_priority(shadow_study.pk, now=NOW)
-    services.recompute_priority(urgent_study.pk, now=NOW)
+    refresh.recompute_priority(shadow_study.pk, now=NOW)
+    refresh.recompute_priority(urgent_study.pk, now=NOW)
     shadow_study.refresh_from_db()
     urgent_study.refresh_from_db()
     assert not WorklistEntry.objects.get(study=shadow_study).ai_flagged
-    ai = [c for c in urgent_study.priority_components if c["code"] == "ai"]
+    ai = [c for c in entry_of(urgent_study).priority_components if c["code"] == "ai"]
     assert ai[0]["points"] == pytest.approx(100 * 0.6)
 
 
 def test_scoring_moves_an_unclaimed_study_from_awaiting_ai_to_ready() -> None:
     study = ready_study(reading_status=ReadingStatus.AWAITING_AI)
-    services.recompute_priority(study.pk, now=NOW)
+    refresh.recompute_priority(study.pk, now=NOW)
     study.refresh_from_db()
-    assert study.reading_status == ReadingStatus.READY
+    assert entry_of(study).reading_status == ReadingStatus.READY
 
 
-def test_study_scored_signal_recomputes_priority() -> None:
+def test_study_scored_signal_recomputes_priority(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
     study = ready_study(reading_status=ReadingStatus.AWAITING_AI)
     make_finding(study)
-    study_scored.send(sender=Study, study_id=study.pk, changed=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        study_scored.send(sender=Study, study_id=study.pk, changed=True)
     study.refresh_from_db()
-    assert study.reading_status == ReadingStatus.READY
+    assert entry_of(study).reading_status == ReadingStatus.READY
     assert WorklistEntry.objects.get(study=study).ai_flagged
 
 

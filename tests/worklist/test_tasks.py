@@ -9,11 +9,11 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from tests.factories import StudyFactory
-from triage.models import ReadingStatus
+from tests.factories import StudyFactory, entry_of
 from triage.roles import Role
 from triage.vocabulary import PatientClass
 from worklist import services, tasks
+from worklist.vocabulary import ReadingStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +25,7 @@ def test_refresh_task_rescores_waiting_studies() -> None:
     )
     tasks.refresh_priorities()
     study.refresh_from_db()
-    assert study.priority_score == pytest.approx(30 + 10, abs=0.5)
+    assert entry_of(study).priority_score == pytest.approx(30 + 10, abs=0.5)
 
 
 def test_release_task_releases_idle_claims(make_user: Any) -> None:
@@ -34,7 +34,7 @@ def test_release_task_releases_idle_claims(make_user: Any) -> None:
     services.claim_study(study.pk, make_user(Role.RADIOLOGIST), now=long_ago)
     tasks.release_inactive_claims()
     study.refresh_from_db()
-    assert study.claimed_by_id is None
+    assert entry_of(study).claimed_by_id is None
 
 
 def test_beat_schedules_the_refresh_and_the_release() -> None:

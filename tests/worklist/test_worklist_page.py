@@ -9,12 +9,13 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from tests.factories import StudyFactory
+from tests.factories import StudyFactory, entry_of
 from tests.worklist.test_services import make_finding
-from triage.models import AIStatus, AuditEvent, ReadingStatus, Study
+from triage.models import AIStatus, AuditEvent, Study
 from triage.roles import Role
-from worklist import services
+from worklist import refresh, services
 from worklist.models import AIFeedback, WorklistFilter
+from worklist.vocabulary import ReadingStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -93,7 +94,7 @@ def test_claim_release_and_final_from_the_page(login: Callable[..., Client]) -> 
     final = client.post(f"/worklist/studies/{made.pk}/final/", headers=HTMX)
     assert final.content == b""
     made.refresh_from_db()
-    assert made.reading_status == ReadingStatus.FINAL
+    assert entry_of(made).reading_status == ReadingStatus.FINAL
     assert client.post(f"/worklist/studies/{made.pk}/bogus/").status_code == 404
 
 
@@ -123,7 +124,7 @@ def test_open_in_viewer_records_and_redirects(
     assert response.status_code == 302
     assert response["Location"] == "/viewer?StudyInstanceUIDs=1.2.5"
     made.refresh_from_db()
-    assert made.first_opened_at is not None
+    assert entry_of(made).first_opened_at is not None
 
 
 def test_feedback_buttons_record_the_verdict(login: Callable[..., Client]) -> None:
@@ -158,7 +159,7 @@ def test_row_shows_the_finding_its_model_and_heatmap_thumbnail(
     (storage_dir / "heatmaps").mkdir(parents=True)
     (storage_dir / "heatmaps" / "h.jpg").write_bytes(b"\xff\xd8\xff fake")
     finding = make_finding(made, heatmap_path="heatmaps/h.jpg")
-    services.recompute_priority(made.pk, now=timezone.now())
+    refresh.recompute_priority(made.pk, now=timezone.now())
     client = login(Role.RADIOLOGIST)
     html = client.get("/worklist/").content.decode()
     assert "ICH suspected 0.94" in html

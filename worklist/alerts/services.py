@@ -19,16 +19,17 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 
 from inference.models import Finding
-from triage.models import ReadingStatus, Study
+from triage.models import Study
 from triage.roles import ACKNOWLEDGE_ALERTS as _ACKNOWLEDGE
 from triage.roles import Role
 from triage.services import record_audit
 from triage.vocabulary import Severity
-from worklist import broadcast
+from worklist import refresh
 from worklist.alerts.broadcast import queue_alert_changed
 from worklist.alerts.models import Alert, AlertStatus, WebhookDelivery
 from worklist.alerts.rules import SIGNATURE_HEADER, sign
-from worklist.models import AIFeedback, FeedbackVerdict
+from worklist.models import AIFeedback, FeedbackVerdict, WorklistEntry
+from worklist.vocabulary import ReadingStatus
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +68,8 @@ def _announce(alert: Alert, *, bump_study: bool = True) -> None:
         alert.escalated_at is not None,
     )
     if bump_study:
-        # The radiologist's row shows the alert state: a newer version refetches.
-        study = Study.objects.select_for_update(of=("self",)).get(pk=alert.study_id)
-        study.version += 1
-        study.save(update_fields=["version", "updated_at"])
-        if study.reading_status != ReadingStatus.FINAL:
-            broadcast.queue_study_changed(study.pk, study.version, study.priority_score)
+        # The radiologist's row shows the alert state: its entry is refreshed.
+        refresh.queue_refresh(alert.study_id)
 
 
 def _audit(user: Any, action: str, alert: Alert, now: datetime, **detail: Any) -> None:
@@ -123,9 +120,17 @@ def raise_alerts(study_id: int, *, now: datetime) -> list[Alert]:
     Returns:
         The alerts raised or changed.
     """
-    study = Study.objects.select_for_update(of=("self",)).filter(pk=study_id).first()
-    if study is None or study.reading_status == ReadingStatus.FINAL:
+    refresh.ensure_entries([study_id])
+    # The entry's lock serialises the alerts of one study.
+    entry = (
+        WorklistEntry.objects.select_for_update(of=("self",))
+        .select_related("study")
+        .filter(study_id=study_id)
+        .first()
+    )
+    if entry is None or entry.reading_status == ReadingStatus.FINAL:
         return []
+    study: Study = entry.study
     positive, negative = _alerting_findings(study_id)
     existing = {
         a.finding_code: a
@@ -233,8 +238,8 @@ def resolve_alerts(
 
 def resolve_if_final(study_id: int, *, now: datetime) -> list[Alert]:
     """Resolve the alerts of a study that became final elsewhere (RIS, HL7)."""
-    final = Study.objects.filter(
-        pk=study_id, reading_status=ReadingStatus.FINAL
+    final = WorklistEntry.objects.filter(
+        study_id=study_id, reading_status=ReadingStatus.FINAL
     ).exists()
     if not final or not Alert.objects.unresolved().filter(study_id=study_id).exists():
         return []

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import django_filters
 from django.core.validators import RegexValidator
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
-from triage.models import ReadingStatus, Study, StudyQuerySet
+from triage.models import Study
 from triage.vocabulary import PatientClass, choices
+from worklist.vocabulary import ReadingStatus
 
 # DICOM code strings (Modality, BodyPartExamined): letters, digits, space, "_".
 CODE_STRING = r"^[A-Za-z0-9 _]*$"
@@ -26,7 +27,7 @@ class StudyFilter(django_filters.FilterSet):  # type: ignore[misc]  # untyped
     )
     patient_class = django_filters.ChoiceFilter(choices=choices(PatientClass))
     status = django_filters.ChoiceFilter(
-        field_name="reading_status", choices=ReadingStatus.choices
+        field_name="worklist_entry__reading_status", choices=choices(ReadingStatus)
     )
     ai_flagged = django_filters.BooleanFilter(method="filter_ai_flagged")
     mine = django_filters.BooleanFilter(method="filter_mine")
@@ -36,8 +37,8 @@ class StudyFilter(django_filters.FilterSet):  # type: ignore[misc]  # untyped
         fields: tuple[str, ...] = ()
 
     def filter_modality(
-        self, queryset: StudyQuerySet, name: str, value: str
-    ) -> StudyQuerySet:
+        self, queryset: QuerySet[Study], name: str, value: str
+    ) -> QuerySet[Study]:
         # ModalitiesInStudy is backslash-separated ("CT\\SR").
         value = value.upper()
         return queryset.filter(
@@ -48,8 +49,8 @@ class StudyFilter(django_filters.FilterSet):  # type: ignore[misc]  # untyped
         )
 
     def filter_ai_flagged(
-        self, queryset: StudyQuerySet, name: str, value: bool | None
-    ) -> StudyQuerySet:
+        self, queryset: QuerySet[Study], name: str, value: bool | None
+    ) -> QuerySet[Study]:
         if value is None:
             return queryset
         if value:
@@ -57,8 +58,8 @@ class StudyFilter(django_filters.FilterSet):  # type: ignore[misc]  # untyped
         return queryset.exclude(worklist_entry__ai_flagged=True)
 
     def filter_mine(
-        self, queryset: StudyQuerySet, name: str, value: bool | None
-    ) -> StudyQuerySet:
+        self, queryset: QuerySet[Study], name: str, value: bool | None
+    ) -> QuerySet[Study]:
         if not value:
             return queryset
-        return queryset.filter(claimed_by_id=self.request.user.pk)
+        return queryset.filter(worklist_entry__claimed_by_id=self.request.user.pk)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -24,7 +25,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
-from triage.models import Study, StudyQuerySet
+from triage.models import Study
 from triage.services import record_audit
 from worklist import services
 from worklist.api.filters import StudyFilter
@@ -35,6 +36,7 @@ from worklist.api.serializers import (
     StudyWithPatientSerializer,
     WorklistFilterSerializer,
 )
+from worklist.queries import ORDERING, for_worklist
 
 READ_STUDIES = "triage.read_studies"
 VIEW_ALERT_BOARD = "triage.view_alert_board"
@@ -56,7 +58,7 @@ class Conflict(APIException):
 class WorklistPagination(CursorPagination):
     """Most urgent first, longest waiting first on ties; stable across pages."""
 
-    ordering = ("-priority_score", "first_instance_received_at", "id")
+    ordering = ORDERING
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
@@ -106,8 +108,8 @@ class StudyViewSet(
     pagination_class = WorklistPagination
     filterset_class = StudyFilter
 
-    def get_queryset(self) -> StudyQuerySet:
-        return Study.objects.for_worklist().select_related("worklist_entry")
+    def get_queryset(self) -> QuerySet[Study]:
+        return for_worklist()
 
     def get_serializer_class(self) -> type[BaseSerializer[Any]]:
         if self.request.user.has_perm(VIEW_PHI):
@@ -143,7 +145,9 @@ class StudyViewSet(
     def _study_response(self, study: Study) -> Response:
         fresh = (
             self.get_queryset()
-            .model.objects.select_related("patient", "claimed_by", "worklist_entry")
+            .model.objects.select_related(
+                "patient", "worklist_entry", "worklist_entry__claimed_by"
+            )
             .get(pk=study.pk)
         )
         return Response(self.get_serializer(fresh).data)

@@ -51,8 +51,8 @@ MILESTONE_FIELDS: dict[Milestone, str] = {
     Milestone.RECEIVED: "first_instance_received_at",
     Milestone.STABLE: "stable_at",
     Milestone.SCORED: "scored_at",
-    Milestone.OPENED: "first_opened_at",
-    Milestone.FINAL: "finalized_at",
+    Milestone.OPENED: "worklist_entry__first_opened_at",
+    Milestone.FINAL: "worklist_entry__finalized_at",
 }
 # Studies belong to the day (in the site's time zone) their first image arrived.
 PERIOD_FIELD = MILESTONE_FIELDS[Milestone.RECEIVED]
@@ -190,7 +190,7 @@ def filtered_studies(filters: TurnaroundFilters) -> QuerySet[Study]:
     if filters.order_priority:
         studies = studies.filter(order_priority=filters.order_priority)
     if filters.radiologist_id is not None:
-        studies = studies.filter(claimed_by_id=filters.radiologist_id)
+        studies = studies.filter(worklist_entry__claimed_by_id=filters.radiologist_id)
     if filters.ai_flagged is not None:
         studies = studies.filter(_flagged_q() if filters.ai_flagged else ~_flagged_q())
     return studies
@@ -367,7 +367,7 @@ def _outliers(studies: QuerySet[Study], durations: Durations) -> tuple[Outlier, 
             "modalities",
             "patient_class",
             "order_priority",
-            "claimed_by__username",
+            "worklist_entry__claimed_by__username",
             "sla",
             "target",
         )[:OUTLIER_COUNT]
@@ -378,7 +378,7 @@ def _outliers(studies: QuerySet[Study], durations: Durations) -> tuple[Outlier, 
             modalities=row["modalities"],
             patient_class=row["patient_class"],
             order_priority=row["order_priority"],
-            radiologist=row["claimed_by__username"] or "",
+            radiologist=row["worklist_entry__claimed_by__username"] or "",
             sla_seconds=row["sla"],
             target_minutes=row["target"] / SECONDS_PER_MINUTE,
         )

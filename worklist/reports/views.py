@@ -124,10 +124,12 @@ def turnaround_csv(request: HttpRequest) -> HttpResponse:
 @permission_required(REPORTS_PERMISSION, raise_exception=True)
 def study_timeline(request: HttpRequest, study_id: int) -> HttpResponse:
     """One study's milestones and stage times (no patient identifiers)."""
-    study = get_object_or_404(Study.objects.select_related("claimed_by"), pk=study_id)
-    timeline = Timeline(
-        {m: getattr(study, field) for m, field in MILESTONE_FIELDS.items()}
+    study = get_object_or_404(
+        Study.objects.select_related("worklist_entry__claimed_by"), pk=study_id
     )
+    # The milestones live with their owners (triage, inference, worklist).
+    stamps = Study.objects.values(*MILESTONE_FIELDS.values()).get(pk=study.pk)
+    timeline = Timeline({m: stamps[field] for m, field in MILESTONE_FIELDS.items()})
     context = {
         "study": study,
         "milestones": [(m, timeline.at(m)) for m in MILESTONE_FIELDS],

@@ -1,0 +1,52 @@
+"""The worklist's database queries: which studies it lists, in which order."""
+
+from __future__ import annotations
+
+from django.db.models import F, OrderBy, QuerySet
+
+from triage.models import Study
+from worklist.priority import WORKLIST_ORDER
+from worklist.vocabulary import ReadingStatus
+
+#: Where each field of the engine's order lives on a worklist query
+#: (``priority_score`` is annotated from the entry by :func:`for_worklist`).
+_ORDER_COLUMNS: dict[str, str] = {
+    "score": "priority_score",
+    "received_at": "first_instance_received_at",
+    "study_id": "id",
+}
+
+#: :data:`worklist.priority.WORKLIST_ORDER` as ordering names, for the API's
+#: cursor pagination.
+ORDERING: tuple[str, ...] = tuple(
+    ("-" if descending else "") + _ORDER_COLUMNS[name]
+    for name, descending in WORKLIST_ORDER
+)
+
+
+def worklist_order() -> list[OrderBy]:
+    """:data:`worklist.priority.WORKLIST_ORDER` as an ORDER BY (NULLs last)."""
+    return [
+        F(_ORDER_COLUMNS[name]).desc(nulls_last=True)
+        if descending
+        else F(_ORDER_COLUMNS[name]).asc(nulls_last=True)
+        for name, descending in WORKLIST_ORDER
+    ]
+
+
+def not_final(queryset: QuerySet[Study] | None = None) -> QuerySet[Study]:
+    """Studies with a worklist entry that is not final."""
+    studies = Study.objects.all() if queryset is None else queryset
+    return studies.filter(worklist_entry__isnull=False).exclude(
+        worklist_entry__reading_status=ReadingStatus.FINAL
+    )
+
+
+def for_worklist(queryset: QuerySet[Study] | None = None) -> QuerySet[Study]:
+    """Studies still to be read, in the worklist's order, with what rows show."""
+    return (
+        not_final(queryset)
+        .select_related("patient", "worklist_entry", "worklist_entry__claimed_by")
+        .annotate(priority_score=F("worklist_entry__priority_score"))
+        .order_by(*worklist_order())
+    )

@@ -1,0 +1,20 @@
+"""The worklist's own vocabulary: where a study stands in reading.
+
+Plain Python, like ``triage.vocabulary``: the model's ``choices`` and the
+services use the same members.
+"""
+
+from __future__ import annotations
+
+from triage.vocabulary import LabelledEnum
+
+
+class ReadingStatus(LabelledEnum):
+    """Where a study stands in reading; decided by the worklist alone."""
+
+    AWAITING_IMAGES = "awaiting_images"
+    AWAITING_AI = "awaiting_ai", "Awaiting AI"
+    READY = "ready"
+    IN_PROGRESS = "in_progress"
+    PRELIMINARY = "preliminary"
+    FINAL = "final"
