@@ -96,6 +96,8 @@ INSTALLED_APPS = [
     "triage",
     "inference",
     "worklist",
+    # The demo's commands (seed_demo, make_synthetic_study).
+    "demo",
 ]
 
 MIDDLEWARE = [

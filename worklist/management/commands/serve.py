@@ -17,11 +17,12 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from demo.feed import feed_demo
+from demo.seed import DEMO_CASES, format_logins, seed_demo
 from inference import runtime, startup
 from radtriage import access_log
 from radtriage.celery import app as celery_app
 from triage.ingest.scp import start_listener
-from worklist.demo import DEMO_CASES, feed_demo, format_logins, seed_demo
 
 WORKER_START_TIMEOUT_SECONDS = 30
 WORKER_STOP_TIMEOUT_SECONDS = 120
