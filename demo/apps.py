@@ -1,4 +1,4 @@
-"""The demo app: its management commands (seed_demo, make_synthetic_study)."""
+"""The demo app: seed_demo, demo_serve and make_synthetic_study."""
 
 from __future__ import annotations
 

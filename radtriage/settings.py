@@ -96,7 +96,7 @@ INSTALLED_APPS = [
     "triage",
     "inference",
     "worklist",
-    # The demo's commands (seed_demo, make_synthetic_study).
+    # The demo's commands (seed_demo, demo_serve); production code never imports it.
     "demo",
 ]
 
