@@ -96,6 +96,8 @@ INSTALLED_APPS = [
     "triage",
     "inference",
     "worklist",
+    # The demo's commands (seed_demo, demo_serve); production code never imports it.
+    "demo",
 ]
 
 MIDDLEWARE = [

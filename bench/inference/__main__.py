@@ -60,6 +60,7 @@ def main() -> int:
     from django.utils import timezone
     from pydicom.filewriter import dcmwrite
 
+    from demo.synthetic import HemorrhageType, make_ct_head_study
     from inference import preprocess, runtime, services, startup
     from inference.models import ScoreResult
     from inference.services import _scoring_sql
@@ -67,7 +68,6 @@ def main() -> int:
     from triage.ingest.core import store_instance
     from triage.models import AIStatus, Study
     from triage.signals import study_changed
-    from triage.synthetic import HemorrhageType, make_ct_head_study
 
     try:
         plan = startup.check_inference_device()

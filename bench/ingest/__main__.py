@@ -151,7 +151,7 @@ def study_files(seed: int, slices: int, size: int) -> list[Path]:
     folder = CACHE / f"ingest-ct-{seed}-{slices}x{size}"
     if not (folder / "complete").exists():
         sys.path.insert(0, str(REPO_ROOT))
-        from triage.synthetic import make_ct_head_study, write_study
+        from demo.synthetic import make_ct_head_study, write_study
 
         print(f"generating the synthetic study in {folder} ...", flush=True)
         shutil.rmtree(folder, ignore_errors=True)

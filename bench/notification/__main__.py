@@ -30,8 +30,8 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from triage.synthetic import HemorrhageType, make_ct_head_study
-from triage.synthetic.dicom import write_study
+from demo.synthetic import HemorrhageType, make_ct_head_study
+from demo.synthetic.dicom import write_study
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("RADTRIAGE_TEST_CHROMIUM", "/usr/bin/chromium"))

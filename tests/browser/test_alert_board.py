@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 from playwright.sync_api import Page, expect
 
+from demo.synthetic import HemorrhageType, make_ct_head_study
 from tests.browser.conftest import RunningServer
 from tests.browser.test_worklist import send_over_dicom
-from triage.synthetic import HemorrhageType, make_ct_head_study
 
 
 def test_critical_study_alerts_the_board_and_acknowledgement_reaches_the_worklist(

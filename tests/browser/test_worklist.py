@@ -9,8 +9,8 @@ import pytest
 from playwright.sync_api import Page, expect
 from pynetdicom import AE
 
+from demo.synthetic import HemorrhageType, SyntheticStudy, make_ct_head_study
 from tests.browser.conftest import DEMO_PASSWORD, RunningServer
-from triage.synthetic import HemorrhageType, SyntheticStudy, make_ct_head_study
 
 SECOND_READER = "radiologist2"
 
@@ -24,7 +24,7 @@ def seeded(server: RunningServer) -> Iterator[RunningServer]:
         "-c",
         "from django.utils import timezone; "
         "from triage import services; from triage.roles import Role; "
-        "from worklist.demo import DEMO_CASES, seed_case; "
+        "from demo.seed import DEMO_CASES, seed_case; "
         f"services.set_role_user({SECOND_READER!r}, Role.RADIOLOGIST, "
         f"{DEMO_PASSWORD!r}); "
         "[seed_case(DEMO_CASES[i], slices=4, now=timezone.now()) for i in (1, 3, 5)]",

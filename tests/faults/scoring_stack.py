@@ -12,9 +12,9 @@ import psycopg
 from pydicom.uid import CTImageStorage
 from pynetdicom import AE
 
+from demo.synthetic import SyntheticStudy
 from tests.integration.dicom_peers import Listener
 from tests.integration.processes import ManagedProcess
-from triage.synthetic import SyntheticStudy
 
 # Quick stability so a test waits on its fault, not on quiet periods; the
 # lease, reclaim and follow-up knobs keep their production defaults (15 s,

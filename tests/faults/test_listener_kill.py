@@ -18,12 +18,12 @@ import pydicom
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
+from demo.synthetic import write_study
 from tests.harness.services import wait_until
 from tests.integration.conftest import free_port
 from tests.integration.dicom_peers import query, require_program, run_dcmtk
 from tests.integration.processes import ManagedProcess
 from tests.triage.dicom_data import ct_study
-from triage.synthetic import write_study
 
 SLICES = 24
 # A restarted listener must take associations again within this: its start is

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from demo.synthetic import HemorrhageType, SyntheticStudy, make_ct_head_study
 from tests.faults.scoring_stack import (
     FAST,
     celery_args,
@@ -34,7 +35,6 @@ from tests.integration.dicom_peers import (  # noqa: F401 - fixtures
     start_listener,
 )
 from tests.integration.processes import ManagedProcess
-from triage.synthetic import HemorrhageType, SyntheticStudy, make_ct_head_study
 
 # The stuck-queued sweep is what finds a task the restart lost: its production
 # defaults (300 s, swept every 60 s) are shortened here so CI waits seconds.

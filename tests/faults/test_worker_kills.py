@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from demo.synthetic import HemorrhageType, SyntheticStudy, make_ct_head_study
 from tests.faults.kill_points import POINTS
 from tests.faults.scoring_stack import (
     FAST,
@@ -31,7 +32,6 @@ from tests.integration.dicom_peers import (  # noqa: F401 - fixtures
     start_listener,
 )
 from tests.integration.processes import ManagedProcess
-from triage.synthetic import HemorrhageType, SyntheticStudy, make_ct_head_study
 
 # Recovery bounds, from the kill to the alert (and nothing left to follow up):
 # - before-claim: the message comes back at once (acks_late and

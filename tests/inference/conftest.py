@@ -11,12 +11,12 @@ import pytest
 from django.utils import timezone
 from pydicom.filewriter import dcmwrite
 
+from demo.synthetic import HemorrhageType, SyntheticStudy, make_ct_head_study
 from inference import runtime
 from inference.services import model_registry
 from inference.signals import study_scored
 from triage.ingest.core import store_instance
 from triage.models import Study
-from triage.synthetic import HemorrhageType, SyntheticStudy, make_ct_head_study
 
 
 def dicom_bytes(dataset: Any) -> bytes:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from demo.training import data
 from inference import evaluation
 from inference.manifest import load_manifest
-from inference.training import data
 
 DEMO_MODELS = Path(__file__).resolve().parents[2] / "inference" / "demo_models"
 MODELS = ("demo-ich-ct", "demo-fracture-xr")

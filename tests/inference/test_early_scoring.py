@@ -14,6 +14,7 @@ import pytest
 from django.utils import timezone
 from pydicom.uid import generate_uid
 
+from demo.synthetic import HemorrhageType, make_ct_head_study
 from inference import services, tasks
 from inference.models import Finding, ModelMode, RegisteredModel, ScoreResult
 from tests.inference.conftest import dicom_bytes
@@ -21,7 +22,6 @@ from triage import services as triage_services
 from triage.ingest.core import store_instance
 from triage.models import AIStatus, Series, Study, StudyEvent
 from triage.stability import parse_stability_seconds
-from triage.synthetic import HemorrhageType, make_ct_head_study
 from worklist.alerts.models import Alert
 
 pytestmark = pytest.mark.django_db

@@ -15,10 +15,10 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from demo.synthetic import make_ct_head_study, make_radiograph_study
 from inference import manifest as mf
 from inference import preprocess as pp
 from triage.ingest.header import read_header
-from triage.synthetic import make_ct_head_study, make_radiograph_study
 
 
 def write(datasets: list[Any], folder: Path) -> list[pp.SliceRef]:

@@ -19,10 +19,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from demo.synthetic import HemorrhageType, make_ct_head_study
 from inference import runtime, services, startup
 from inference.models import ScoreResult, ScoreStatus
 from triage.models import Study
-from triage.synthetic import HemorrhageType, make_ct_head_study
 
 CUDA, CPU = runtime.CUDA, runtime.CPU
 S = runtime.Situation

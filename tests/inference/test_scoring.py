@@ -16,6 +16,11 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from demo.synthetic import (
+    HemorrhageType,
+    make_ct_head_study,
+    make_radiograph_study,
+)
 from inference import services
 from inference.models import (
     Finding,
@@ -30,11 +35,6 @@ from tests.inference.conftest import dicom_bytes
 from triage import geometry
 from triage.ingest.core import store_instance
 from triage.models import AIStatus, Instance, Study, StudyEvent
-from triage.synthetic import (
-    HemorrhageType,
-    make_ct_head_study,
-    make_radiograph_study,
-)
 
 pytestmark = pytest.mark.django_db
 

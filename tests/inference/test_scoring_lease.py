@@ -12,11 +12,11 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
+from demo.synthetic import make_ct_head_study
 from inference import scoring_lease, services, tasks
 from inference.models import ScoringLease
 from inference.services import scoring
 from triage.models import AIStatus, Study
-from triage.synthetic import make_ct_head_study
 
 pytestmark = pytest.mark.django_db
 

@@ -12,11 +12,11 @@ import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 
+from demo.synthetic import make_ct_head_study
 from inference import preprocess, services, tasks
 from inference.models import Finding
 from triage.models import AIStatus, Study, StudyEvent
 from triage.signals import study_stable
-from triage.synthetic import make_ct_head_study
 from triage.vocabulary import OrderPriority, PatientClass
 
 pytestmark = pytest.mark.django_db

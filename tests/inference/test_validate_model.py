@@ -19,12 +19,12 @@ from django.core.management import CommandError, call_command
 from pydicom.filewriter import dcmwrite
 from sklearn.metrics import recall_score, roc_auc_score
 
+from demo.synthetic import make_ct_head_study
 from inference import services, validation_report
 from inference.manifest import PixelSpace
 from inference.models import FindingSetting, RegisteredModel
 from inference.validation_report import ScoredCases
 from triage.models import AuditEvent
-from triage.synthetic import make_ct_head_study
 
 pytestmark = pytest.mark.django_db
 

@@ -16,11 +16,11 @@ from django.core.management import call_command
 from django.utils import timezone
 from pydicom.filewriter import dcmwrite
 
+from demo.synthetic import HemorrhageType, make_ct_head_study
 from inference import runtime, services
 from inference.models import Finding
 from inference.preprocess import network_input
 from triage.models import Study
-from triage.synthetic import HemorrhageType, make_ct_head_study
 
 pytestmark = pytest.mark.django_db
 

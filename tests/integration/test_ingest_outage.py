@@ -25,6 +25,7 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
+from demo.synthetic import write_study
 from tests.integration.conftest import REPO_ROOT, free_port
 from tests.integration.dicom_peers import (
     files_under,
@@ -35,7 +36,6 @@ from tests.integration.dicom_peers import (
 )
 from tests.integration.processes import ManagedProcess
 from tests.triage.dicom_data import ct_study
-from triage.synthetic import write_study
 
 pytest_plugins = ["tests.integration.dicom_peers"]
 

@@ -18,6 +18,7 @@ import pytest
 import requests
 from dicomweb_client.api import DICOMwebClient
 
+from demo.synthetic import SyntheticStudy, write_study
 from tests.integration.conftest import free_port
 from tests.integration.dicom_peers import (
     DCMTK_ENV,
@@ -37,7 +38,6 @@ from tests.triage.dicom_data import (
     pydicom_test_files,
 )
 from triage.pixels import PixelLayout
-from triage.synthetic import SyntheticStudy, write_study
 
 pytest_plugins = ["tests.integration.dicom_peers"]
 

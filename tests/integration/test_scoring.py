@@ -17,6 +17,7 @@ import psycopg
 from pydicom.uid import CTImageStorage
 from pynetdicom import AE
 
+from demo.synthetic import HemorrhageType, SyntheticStudy, make_ct_head_study
 from tests.integration.conftest import wait_until
 from tests.integration.dicom_peers import (  # noqa: F401 - fixtures
     Listener,
@@ -24,7 +25,6 @@ from tests.integration.dicom_peers import (  # noqa: F401 - fixtures
     start_listener,
 )
 from tests.integration.processes import ManagedProcess, celery_worker
-from triage.synthetic import HemorrhageType, SyntheticStudy, make_ct_head_study
 
 QUICK = {
     "RADTRIAGE_STABILITY_SECONDS": "CT=2,*=2",

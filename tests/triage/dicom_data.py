@@ -10,7 +10,7 @@ from pydicom.dataset import Dataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import generate_uid
 
-from triage.synthetic import SyntheticStudy, make_ct_head_study
+from demo.synthetic import SyntheticStudy, make_ct_head_study
 
 #: pydicom's own test files, as shipped inside the installed wheel.
 PYDICOM_TEST_FILES = Path(pydicom.data.__file__).parent / "test_files"

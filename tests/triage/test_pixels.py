@@ -12,12 +12,12 @@ import pytest
 from django.utils import timezone
 from pydicom.uid import ExplicitVRBigEndian, RLELossless
 
+from demo.synthetic import make_radiograph_study
 from tests.triage.dicom_data import ct_study, encode, modified
 from triage.ingest import core
 from triage.ingest.header import read_header
 from triage.models import Instance
 from triage.pixels import BadPixelLayout, PixelLayout, native_layout
-from triage.synthetic import make_radiograph_study
 
 PLAIN: dict[str, Any] = {
     "little_endian_uncompressed": True,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import uvicorn
@@ -15,17 +17,26 @@ from celery.beat import EmbeddedService
 from celery.worker import state as worker_state
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
 
 from inference import runtime, startup
 from radtriage import access_log
 from radtriage.celery import app as celery_app
 from triage.ingest.scp import start_listener
-from worklist.demo import DEMO_CASES, feed_demo, format_logins, seed_demo
 
 WORKER_START_TIMEOUT_SECONDS = 30
 WORKER_STOP_TIMEOUT_SECONDS = 120
-DEMO_SEED_SLICES = 24
+
+
+@dataclass(frozen=True, slots=True)
+class Extras:
+    """What a command built on ``serve`` started (the demo's ``demo_serve``).
+
+    ``announce`` is printed once the web server accepts connections; ``stop`` is
+    called after it stopped, before the scheduler and the worker.
+    """
+
+    announce: tuple[str, ...] = ()
+    stop: Callable[[], None] | None = None
 
 
 class Command(BaseCommand):
@@ -36,20 +47,6 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=settings.RADTRIAGE_WEB_PORT)
         parser.add_argument(
             "--no-listener", action="store_true", help="do not start the DICOM listener"
-        )
-        parser.add_argument(
-            "--demo-feed",
-            type=float,
-            default=0.0,
-            metavar="SECONDS",
-            help="send a synthetic study through the ingest path every SECONDS "
-            "(the demo; 0, the default, sends none)",
-        )
-        parser.add_argument(
-            "--seed-demo",
-            action="store_true",
-            help="create the demo users (new random passwords) and studies, and "
-            "print the logins once the web server is up",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -87,25 +84,7 @@ class Command(BaseCommand):
         )
         beat.start()  # type: ignore[union-attr]  # thread=True: a _Threaded
         listener = None if options["no_listener"] else start_listener(block=False)
-        logins = (
-            seed_demo(
-                password=None,
-                studies=len(DEMO_CASES),
-                slices=DEMO_SEED_SLICES,
-                now=timezone.now(),
-            )
-            if options["seed_demo"]
-            else {}
-        )
-        feed_stop = threading.Event()
-        if options["demo_feed"] > 0:
-            threading.Thread(
-                target=feed_demo,
-                args=(feed_stop,),
-                kwargs={"interval_seconds": options["demo_feed"], "slices": 16},
-                name="demo-feed",
-                daemon=True,
-            ).start()
+        extras = self.start_extras(options)
 
         # uvicorn re-raises the signal after its graceful stop, which would kill
         # the worker mid-task; a no-op handler installed first prevents that.
@@ -123,10 +102,10 @@ class Command(BaseCommand):
                 lifespan="off",
             )
         )
-        if logins:
+        if extras.announce:
             # Printed once the server is up, after its start-up logs, so that
             # the URL and the logins are not lost among them.
-            lines = [f"RadTriage is up on {url}", *format_logins(logins)]
+            lines = [f"RadTriage is up on {url}", *extras.announce]
             threading.Thread(
                 target=_announce_when_started,
                 args=(server, lines, self.stdout),
@@ -137,7 +116,8 @@ class Command(BaseCommand):
         access_log.install()
         server.run()
 
-        feed_stop.set()
+        if extras.stop is not None:
+            extras.stop()
         beat.stop()
         if listener is not None:
             listener.shutdown()
@@ -145,6 +125,15 @@ class Command(BaseCommand):
         worker_state.should_stop = 0  # type: ignore[assignment]
         worker_thread.join(WORKER_STOP_TIMEOUT_SECONDS)
         self.stdout.write("RadTriage stopped")
+
+    def start_extras(self, options: dict[str, Any]) -> Extras:
+        """Start more work once the worker, scheduler and listener run.
+
+        The hook of commands built on this one (the demo app's ``demo_serve``
+        seeds and feeds studies here), so that production code never imports the
+        demo. Plain ``serve`` starts nothing.
+        """
+        return Extras()
 
 
 def _announce_when_started(

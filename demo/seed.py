@@ -7,33 +7,23 @@ sent it, so the demo exercises what production runs.
 from __future__ import annotations
 
 import io
-import logging
 import secrets
-import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import close_old_connections
-from django.utils import timezone
 from pydicom import dcmwrite
 
-from triage import services
-from triage.ingest.core import store_instance
-from triage.roles import Role
-from triage.synthetic import (
+from demo.synthetic import (
     HemorrhageType,
     RadiographModality,
     SyntheticStudy,
     make_ct_head_study,
     make_radiograph_study,
 )
+from triage import services
+from triage.ingest.core import store_instance
+from triage.roles import Role
 from triage.vocabulary import OrderPriority, PatientClass
-
-logger = logging.getLogger(__name__)
-
-# Seeds of the live feed's studies: far from the seeded cases' (101-112).
-FEED_FIRST_SEED = 10_000
-FEED_SEED_SPAN = 1_000_000
 
 DEMO_USERNAMES: dict[Role, str] = {
     Role.RADIOLOGIST: "radiologist",
@@ -174,33 +164,3 @@ def format_logins(logins: dict[Role, tuple[str, str]]) -> list[str]:
         f"  {role.value}: {username} / {password}"
         for role, (username, password) in logins.items()
     ]
-
-
-def next_feed_case(index: int) -> DemoCase:
-    """The ``index``-th case of the live demo feed: a fresh study each time.
-
-    Cycles through the demo cases with a new seed, so each is a new study (new
-    UIDs) showing the same kind of finding.
-    """
-    case = DEMO_CASES[index % len(DEMO_CASES)]
-    return replace(case, seed=FEED_FIRST_SEED + secrets.randbelow(FEED_SEED_SPAN))
-
-
-def feed_demo(stop: threading.Event, *, interval_seconds: float, slices: int) -> None:
-    """Send a synthetic study every ``interval_seconds`` until ``stop`` is set.
-
-    Runs in a thread of ``serve``; each study goes through the real ingest path.
-    """
-    index = 0
-    while not stop.wait(interval_seconds):
-        close_old_connections()
-        try:
-            study_id = seed_case(
-                next_feed_case(index), slices=slices, now=timezone.now()
-            )
-            logger.info("demo feed sent study_id=%s", study_id)
-        except Exception:
-            logger.exception("demo feed could not send a study")
-        finally:
-            close_old_connections()
-        index += 1

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from numpy.typing import NDArray
 
-from inference.training.data import CtVolume
-from inference.training.nets import EvidenceNet
+from demo.training.data import CtVolume
+from demo.training.nets import EvidenceNet
 
 HEM_INPUT: Final = 128
 # (name, centre, width, slice offset): the manifest lists the same.

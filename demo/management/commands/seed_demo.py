@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
-from worklist.demo import DEMO_CASES, format_logins, seed_demo
+from demo.seed import DEMO_CASES, format_logins, seed_demo
 
 
 class Command(BaseCommand):

@@ -8,10 +8,10 @@ import pytest
 from django.contrib.auth import authenticate
 from django.core.management import call_command
 
+from demo.seed import DEMO_USERNAMES
 from triage.models import Instance, Study
 from triage.roles import Role
 from triage.vocabulary import PatientClass
-from worklist.demo import DEMO_USERNAMES
 
 pytestmark = pytest.mark.django_db
 

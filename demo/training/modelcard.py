@@ -36,7 +36,7 @@ _COMMON = """
 **Demonstration only. Not for clinical use.** This model exists to show RadTriage's
 scoring pipeline end to end (applicability, decoding, pre-processing, inference,
 key slice, heatmap, priority). It was trained only on synthetic phantoms from
-`triage/synthetic/`; it has never seen a patient's image during training and must
+`demo/synthetic/`; it has never seen a patient's image during training and must
 never be used to make or support a clinical decision.
 
 ## Reproduce
@@ -94,7 +94,7 @@ highest-scoring slice, and a 16x16 evidence map gives the heatmap.
 ## Training data
 
 Synthetic only: {t["volumes"]} phantom head CTs ({t["slices"]} slices,
-{t["slices_with_blood"]} with blood) from `triage.synthetic.ct_head_volume_hu`,
+{t["slices_with_blood"]} with blood) from `demo.synthetic.ct_head_volume_hu`,
 55 % with one bleed, the five types in turn (intraparenchymal, subdural, epidural,
 subarachnoid, intraventricular), 24-40 slices, drawn at 256 px and stored at
 160 px. Labels: a slice is positive when it holds any blood voxel; the blood mask
@@ -140,7 +140,7 @@ long-bone fracture; a 16x12 evidence map gives the heatmap.
 ## Training data
 
 Synthetic only: {t["radiographs"]} limb radiographs from
-`triage.synthetic.radiograph_pixels` (half with a transverse or oblique fracture,
+`demo.synthetic.radiograph_pixels` (half with a transverse or oblique fracture,
 displaced or not), drawn at 512x384 and stored at 256x192. Seed {t["seed"]},
 {t["steps"]} steps of {t["batch"]}: the first 60 % on 128x128 crops
 (around the fracture line, or on intact bone), the rest on whole images. A mask

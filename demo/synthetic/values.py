@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 
-from triage.synthetic._shared import Mask
+from demo.synthetic._shared import Mask
 
 
 class HemorrhageType(StrEnum):

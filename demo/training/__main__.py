@@ -1,4 +1,4 @@
-"""``python -m inference.training``: reproduce the demo models from a seed.
+"""``python -m demo.training``: reproduce the demo models from a seed.
 
 Draws synthetic training sets, trains both networks on the CPU, exports them to
 ONNX with their pre-processing inside, evaluates them on held-out synthetic sets
@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from demo.training import data, export, modelcard, train
 from inference import evaluation
 from inference.manifest import file_sha256, load_manifest
-from inference.training import data, export, modelcard, train
 
 REPO = Path(__file__).resolve().parents[2]
 HEMORRHAGE_ID = "demo-ich-ct"

@@ -16,7 +16,7 @@ import onnx
 import torch
 from onnx import TensorProto, compose, helper
 
-from inference.training.nets import EvidenceNet
+from demo.training.nets import EvidenceNet
 
 OPSET = 18
 

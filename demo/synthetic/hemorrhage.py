@@ -2,7 +2,7 @@
 
 Each kind has its own geometry in the head's frame (mm), so a bleed is consistent
 across slices; ``paint_bleed`` labels it on one slice. Internal to
-``triage.synthetic``.
+``demo.synthetic``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Final
 
 import numpy as np
 
-from triage.synthetic._shared import Floats, Mask
-from triage.synthetic.phantom import Head, SliceAnatomy, Tissue, level_scale
-from triage.synthetic.values import HemorrhageTruth, HemorrhageType
+from demo.synthetic._shared import Floats, Mask
+from demo.synthetic.phantom import Head, SliceAnatomy, Tissue, level_scale
+from demo.synthetic.values import HemorrhageTruth, HemorrhageType
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
 )
 
-from triage.synthetic import (
+from demo.synthetic import (
     HemorrhageType,
     RadiographBodyPart,
     SyntheticStudy,

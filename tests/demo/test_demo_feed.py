@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from demo.feed import feed_demo, next_feed_case
+from demo.seed import DEMO_CASES, seed_case
 from tests.factories import entry_of
 from triage.models import Study
-from worklist.demo import DEMO_CASES, feed_demo, next_feed_case, seed_case
 
 
 def test_feed_cases_cycle_through_the_demo_with_fresh_seeds() -> None:

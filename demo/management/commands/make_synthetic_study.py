@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from triage.synthetic import (
+from demo.synthetic import (
     HemorrhageType,
     SyntheticStudy,
     make_ct_head_study,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from triage.synthetic._shared import BLUR121_NOISE_GAIN, blur121, check_seed
-from triage.synthetic.hemorrhage import hemorrhage_truth, paint_bleed, plan_bleed
-from triage.synthetic.phantom import (
+from demo.synthetic._shared import BLUR121_NOISE_GAIN, blur121, check_seed
+from demo.synthetic.hemorrhage import hemorrhage_truth, paint_bleed, plan_bleed
+from demo.synthetic.phantom import (
     CT_FIELD_OF_VIEW_MM,
     CT_HEAD_COVERAGE_MM,
     Tissue,
@@ -14,7 +14,7 @@ from triage.synthetic.phantom import (
     paint_anatomy,
     render_hu,
 )
-from triage.synthetic.values import CtHeadVolume, HemorrhageType
+from demo.synthetic.values import CtHeadVolume, HemorrhageType
 
 # Independent random streams of one seed: changing the bleed leaves the anatomy
 # and the noise alone, so a case with and without blood differ only there.

@@ -13,8 +13,8 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from triage.synthetic._shared import BLUR121_NOISE_GAIN, blur121, box_blur, check_seed
-from triage.synthetic.values import (
+from demo.synthetic._shared import BLUR121_NOISE_GAIN, blur121, box_blur, check_seed
+from demo.synthetic.values import (
     FracturePattern,
     FractureTruth,
     Radiograph,

@@ -1,4 +1,4 @@
-"""Synthetic training sets for the demo models, drawn from ``triage.synthetic``.
+"""Synthetic training sets for the demo models, drawn from ``demo.synthetic``.
 
 Numpy only (no torch), so the held-out sets can be rebuilt by the tests. Every
 set is a pure function of its seeds.
@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from triage.synthetic import (
+from demo.synthetic import (
     HemorrhageType,
     RadiographBodyPart,
     ct_head_volume_hu,

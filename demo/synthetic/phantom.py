@@ -1,7 +1,7 @@
 """The synthetic head phantom: an analytic 3D head, labelled slice by slice.
 
 Coordinates are mm in the head's frame: x to the patient's left, y posterior, z up
-from the foramen magnum. Internal to ``triage.synthetic``.
+from the foramen magnum. Internal to ``demo.synthetic``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from triage.synthetic._shared import Floats, Mask, blur121, box_blur
+from demo.synthetic._shared import Floats, Mask, blur121, box_blur
 
 F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]

@@ -10,14 +10,14 @@ of ``seed`` and the options, so a seed names one case for ever.
   datasets with file meta, ready for ``write_study`` or a C-STORE.
 """
 
-from triage.synthetic.dicom import (
+from demo.synthetic.dicom import (
     make_ct_head_study,
     make_radiograph_study,
     write_study,
 )
-from triage.synthetic.head_ct import ct_head_volume_hu
-from triage.synthetic.radiograph import radiograph_pixels
-from triage.synthetic.values import (
+from demo.synthetic.head_ct import ct_head_volume_hu
+from demo.synthetic.radiograph import radiograph_pixels
+from demo.synthetic.values import (
     CtHeadVolume,
     FracturePattern,
     FractureTruth,

@@ -25,10 +25,10 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from triage.synthetic.head_ct import ct_head_volume_hu
-from triage.synthetic.phantom import CT_FIELD_OF_VIEW_MM
-from triage.synthetic.radiograph import RADIOGRAPH_MAX_VALUE, radiograph_pixels
-from triage.synthetic.values import (
+from demo.synthetic.head_ct import ct_head_volume_hu
+from demo.synthetic.phantom import CT_FIELD_OF_VIEW_MM
+from demo.synthetic.radiograph import RADIOGRAPH_MAX_VALUE, radiograph_pixels
+from demo.synthetic.values import (
     HemorrhageType,
     Photometric,
     RadiographBodyPart,
