@@ -42,12 +42,22 @@ def _on_series_stable(
         )
 
 
+def _on_study_saved(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
+    """A new study gets its scoring state in the same transaction."""
+    if not created:
+        return
+    from inference.models import StudyScoring
+
+    StudyScoring.objects.get_or_create(study_id=instance.pk)
+
+
 class InferenceConfig(AppConfig):
     name = "inference"
     verbose_name = "AI scoring"
 
     def ready(self) -> None:
         from celery.signals import worker_init, worker_process_init
+        from django.db.models.signals import post_save
         from django.test.signals import setting_changed
 
         from inference import startup
@@ -62,6 +72,9 @@ class InferenceConfig(AppConfig):
             startup.on_worker_process_init, dispatch_uid="inference-sessions"
         )
 
+        post_save.connect(
+            _on_study_saved, sender="triage.Study", dispatch_uid="inference-scoring"
+        )
         study_stable.connect(_on_study_stable, dispatch_uid="inference-score-stable")
         series_stable.connect(
             _on_series_stable, dispatch_uid="inference-score-stable-series"

@@ -6,8 +6,47 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from inference.vocabulary import AIStatus
 from triage.models import Instance, Series, Study
 from triage.vocabulary import Severity, choices
+
+
+class StudyScoring(models.Model):
+    """Where one study stands in AI screening; only ``inference`` writes it.
+
+    One per study, made with it. The times are the scoring timeline the
+    turnaround reports read: queued, started, and the first result readers
+    could see. ``early_scoring_queued_at`` equals ``scoring_queued_at`` while
+    the queued run is an early one (a series some model needs was complete
+    before the study; ``triage.stability``), which may claim a study still
+    receiving and score those models only.
+    """
+
+    study = models.OneToOneField(
+        Study, on_delete=models.CASCADE, primary_key=True, related_name="scoring"
+    )
+    ai_status = models.CharField(
+        max_length=16, choices=choices(AIStatus), default=AIStatus.PENDING
+    )
+    ai_status_reason = models.CharField(max_length=512, blank=True, default="")
+    scoring_queued_at = models.DateTimeField(null=True, blank=True)
+    early_scoring_queued_at = models.DateTimeField(null=True, blank=True)
+    scoring_started_at = models.DateTimeField(null=True, blank=True)
+    scored_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "study scoring"
+        indexes = [
+            # The stuck-scoring sweeper: studies not done, by status.
+            models.Index(
+                fields=["ai_status"],
+                condition=Q(ai_status__in=["pending", "queued", "scoring"]),
+                name="studyscoring_open_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Scoring of study #{self.study_id}"
 
 
 class ModelMode(models.TextChoices):

@@ -23,9 +23,10 @@ from django.conf import settings
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
-from inference.models import ScoringLease
+from inference.models import ScoringLease, StudyScoring
 from inference.services import _scoring_sql
-from triage.models import AIStatus, Study, StudyEvent
+from inference.vocabulary import AIStatus
+from triage.models import StudyEvent
 
 logger = logging.getLogger(__name__)
 
@@ -138,10 +139,10 @@ def _reclaim(study_id: int, started_at: datetime, now: datetime) -> bool:
     if lease is None:
         return False  # renewed, or taken by a new claim, meanwhile
     lease.delete()
-    orphaned = Study.objects.filter(
-        pk=study_id, ai_status=AIStatus.SCORING, scoring_started_at=started_at
+    orphaned = StudyScoring.objects.filter(
+        study_id=study_id, ai_status=AIStatus.SCORING, scoring_started_at=started_at
     )
-    stable_at = orphaned.values_list("stable_at", flat=True).first()
+    stable_at = orphaned.values_list("study__stable_at", flat=True).first()
     if stable_at is None:
         if not orphaned.exists():
             return False  # the run ended

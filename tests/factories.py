@@ -9,6 +9,7 @@ from factory.declarations import LazyFunction, Sequence, SubFactory
 from factory.django import DjangoModelFactory
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
+from inference.models import StudyScoring
 from triage.models import Instance, Patient, Series, Study
 from worklist.models import WorklistEntry
 
@@ -18,6 +19,10 @@ ENTRY_FIELDS = frozenset(
     for f in WorklistEntry._meta.concrete_fields
     if f.name != "study"
     for name in {f.name, f.attname}
+)
+#: Keyword arguments of StudyFactory that belong to the study's scoring row.
+SCORING_FIELDS = frozenset(
+    f.name for f in StudyScoring._meta.concrete_fields if f.name != "study"
 )
 
 
@@ -44,11 +49,15 @@ class StudyFactory(DjangoModelFactory[Study]):
 
     @classmethod
     def _create(cls, model_class: type[Study], *args: Any, **kwargs: Any) -> Study:
-        """The study, with its entry (made by the worklist) set as given."""
+        """The study, with its worklist entry and scoring row (made by those
+        layers as the study is) set as given."""
         entry = {k: kwargs.pop(k) for k in list(kwargs) if k in ENTRY_FIELDS}
+        scoring = {k: kwargs.pop(k) for k in list(kwargs) if k in SCORING_FIELDS}
         study: Study = super()._create(model_class, *args, **kwargs)
         if entry:
             WorklistEntry.objects.filter(study_id=study.pk).update(**entry)
+        if scoring:
+            StudyScoring.objects.filter(study_id=study.pk).update(**scoring)
         return study
 
 
@@ -80,3 +89,9 @@ def entry_of(study: Study | int) -> WorklistEntry:
     """The study's worklist entry, as the database has it now."""
     study_id = study if isinstance(study, int) else study.pk
     return WorklistEntry.objects.select_related("claimed_by").get(study_id=study_id)
+
+
+def scoring_of(study: Study | int) -> StudyScoring:
+    """The study's scoring row, as the database has it now."""
+    study_id = study if isinstance(study, int) else study.pk
+    return StudyScoring.objects.get(study_id=study_id)

@@ -165,10 +165,9 @@ class StudyAdmin(HidesPhi, admin.ModelAdmin[Study]):
         "body_part_examined",
         "patient_class",
         "order_priority",
-        "ai_status",
         "last_instance_received_at",
     )
-    list_filter = ("modalities", "patient_class", "ai_status")
+    list_filter = ("modalities", "patient_class")
     readonly_fields = ("study_instance_uid", "patient")
     # Identifiers, dates of the patient's care and free text that may name them.
     phi_fields = (
@@ -179,7 +178,6 @@ class StudyAdmin(HidesPhi, admin.ModelAdmin[Study]):
         "study_date",
         "study_time",
         "acquired_at",
-        "ai_status_reason",
     )
 
 

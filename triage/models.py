@@ -11,17 +11,6 @@ from triage.roles import STUDY_PERMISSIONS
 from triage.vocabulary import OrderPriority, PatientClass, choices
 
 
-class AIStatus(models.TextChoices):
-    """Where a study stands in AI screening; always shown, never silent."""
-
-    PENDING = "pending", "Pending"
-    QUEUED = "queued", "Queued"
-    SCORING = "scoring", "Scoring"
-    SCORED = "scored", "Scored"
-    NOT_APPLICABLE = "not_applicable", "Not applicable"
-    FAILED = "failed", "Failed"
-
-
 class Patient(models.Model):
     """The minimum of PHI needed to show a study to its readers."""
 
@@ -65,10 +54,6 @@ class Study(models.Model):
     order_priority = models.CharField(
         max_length=16, choices=choices(OrderPriority), default=OrderPriority.ROUTINE
     )
-    ai_status = models.CharField(
-        max_length=16, choices=AIStatus.choices, default=AIStatus.PENDING
-    )
-    ai_status_reason = models.CharField(max_length=512, blank=True, default="")
     instance_count = models.PositiveIntegerField(default=0)
 
     # The arrival timeline. Reports compute turnaround from these with the scoring
@@ -78,13 +63,6 @@ class Study(models.Model):
     first_instance_received_at = models.DateTimeField(null=True, blank=True)
     last_instance_received_at = models.DateTimeField(null=True, blank=True)
     stable_at = models.DateTimeField(null=True, blank=True)
-    scoring_queued_at = models.DateTimeField(null=True, blank=True)
-    # Equal to scoring_queued_at while the queued scoring is an early one: a
-    # series some model needs was complete before the study (triage.stability),
-    # so that run may claim the receiving study and score those models only.
-    early_scoring_queued_at = models.DateTimeField(null=True, blank=True)
-    scoring_started_at = models.DateTimeField(null=True, blank=True)
-    scored_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

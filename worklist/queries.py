@@ -46,7 +46,9 @@ def for_worklist(queryset: QuerySet[Study] | None = None) -> QuerySet[Study]:
     """Studies still to be read, in the worklist's order, with what rows show."""
     return (
         not_final(queryset)
-        .select_related("patient", "worklist_entry", "worklist_entry__claimed_by")
+        .select_related(
+            "patient", "scoring", "worklist_entry", "worklist_entry__claimed_by"
+        )
         .annotate(priority_score=F("worklist_entry__priority_score"))
         .order_by(*worklist_order())
     )

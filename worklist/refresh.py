@@ -28,7 +28,8 @@ from django.db.models import Prefetch
 from django.utils import timezone
 
 from inference.models import Finding
-from triage.models import AIStatus, Study
+from inference.vocabulary import AIStatus
+from triage.models import Study
 from triage.vocabulary import OrderPriority, PatientClass, Severity
 from worklist import broadcast
 from worklist.models import WorklistEntry
@@ -137,7 +138,7 @@ def unclaimed_status(entry: WorklistEntry, study: Study) -> ReadingStatus:
         return ReadingStatus.PRELIMINARY
     if study.stable_at is None:
         return ReadingStatus.AWAITING_IMAGES
-    if study.ai_status in (AIStatus.PENDING, AIStatus.QUEUED, AIStatus.SCORING):
+    if study.scoring.ai_status in (AIStatus.PENDING, AIStatus.QUEUED, AIStatus.SCORING):
         return ReadingStatus.AWAITING_AI
     return ReadingStatus.READY
 
@@ -147,7 +148,7 @@ def studies_to_refresh(study_ids: Iterable[int]) -> list[Study]:
     live = Finding.objects.live()
     return list(
         with_live_findings(Study.objects.filter(pk__in=list(study_ids)))
-        .select_related("patient")
+        .select_related("patient", "scoring")
         .prefetch_related(Prefetch("findings", live, to_attr="all_live_findings"))
     )
 

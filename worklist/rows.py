@@ -9,7 +9,8 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Prefetch, QuerySet
 
 from inference.models import Finding
-from triage.models import AIStatus, Study
+from inference.vocabulary import AIStatus
+from triage.models import Study
 from worklist.alerts.models import Alert
 from worklist.models import WorklistEntry
 from worklist.priority import Band, ComponentCode, band_of
@@ -117,7 +118,7 @@ class StudyRow:
             ai_finding_code=(
                 finding.code if finding else str(ai.get("finding", "")) if ai else ""
             ),
-            ai_status_icon=AI_STATUS_ICONS.get(study.ai_status, "?"),
+            ai_status_icon=AI_STATUS_ICONS.get(study.scoring.ai_status, "?"),
             claimed_by=entry.claimed_by.get_username() if entry.claimed_by else "",
             mine=mine,
             can_claim=entry.claimed_by_id is None and not final,
@@ -183,8 +184,8 @@ def shown_state(study: Study, entry: WorklistEntry) -> dict[str, Any]:
         "ai": _ai_component(components),
         "status": entry.reading_status,
         "claimed_by": entry.claimed_by_id,
-        "ai_status": study.ai_status,
-        "ai_status_reason": study.ai_status_reason,
+        "ai_status": study.scoring.ai_status,
+        "ai_status_reason": study.scoring.ai_status_reason,
         "finding": (
             None
             if finding is None

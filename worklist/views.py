@@ -218,7 +218,9 @@ def study_action(request: HttpRequest, study_id: int, action: str) -> HttpRespon
         return redirect("worklist")
     study = (
         with_live_findings(Study.objects.all())
-        .select_related("patient", "worklist_entry", "worklist_entry__claimed_by")
+        .select_related(
+            "patient", "scoring", "worklist_entry", "worklist_entry__claimed_by"
+        )
         .filter(pk=study_id, worklist_entry__isnull=False)
         .first()
     )

@@ -62,11 +62,12 @@ def main() -> int:
 
     from demo.synthetic import HemorrhageType, make_ct_head_study
     from inference import preprocess, runtime, services, startup
-    from inference.models import ScoreResult
+    from inference.models import ScoreResult, StudyScoring
     from inference.services import _scoring_sql
     from inference.signals import study_scored
+    from inference.vocabulary import AIStatus
     from triage.ingest.core import store_instance
-    from triage.models import AIStatus, Study
+    from triage.models import Study
     from triage.signals import study_changed
 
     try:
@@ -92,7 +93,7 @@ def main() -> int:
 
     def pipeline_once() -> float:
         ScoreResult.objects.filter(study_id=study_id).delete()
-        Study.objects.filter(pk=study_id).update(ai_status=AIStatus.QUEUED)
+        StudyScoring.objects.filter(study_id=study_id).update(ai_status=AIStatus.QUEUED)
         start = time.perf_counter()
         assert services.score_study(study_id, clock=timezone.now)
         return time.perf_counter() - start

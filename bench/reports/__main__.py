@@ -146,7 +146,6 @@ def synthesise(
         "modalities": modalities.tolist(),
         "patient_class": classes.tolist(),
         "order_priority": priorities.tolist(),
-        "ai_status": ai_status.tolist(),
         "reading_status": reading_status.tolist(),
         "claimed_by_id": [
             str(r) if c else NULL for r, c in zip(rad, claimed, strict=True)
@@ -156,12 +155,13 @@ def synthesise(
         "first_instance_received_at": _stamps(received, zero, np.ones(n, bool)),
         "last_instance_received_at": _stamps(received, stable_s - 20, np.ones(n, bool)),
         "stable_at": _stamps(received, stable_s, np.ones(n, bool)),
-        "scoring_queued_at": _stamps(received, stable_s + 0.1, scored),
-        "scoring_started_at": _stamps(received, stable_s + 0.5, scored),
-        "scored_at": _stamps(received, scored_s, scored),
         "first_opened_at": _stamps(received, opened_s, opened),
         "claimed_at": _stamps(received, opened_s, claimed),
         "finalized_at": _stamps(received, final_s, final),
+        "ai_status": ai_status.tolist(),
+        "scoring_queued_at": _stamps(received, stable_s + 0.1, scored),
+        "scoring_started_at": _stamps(received, stable_s + 0.5, scored),
+        "scored_at": _stamps(received, scored_s, scored),
         "created_at": _stamps(received, zero, np.ones(n, bool)),
         "updated_at": _stamps(received, final_s, np.ones(n, bool)),
     }
@@ -174,6 +174,14 @@ ENTRY_COLUMNS = (
     "first_opened_at",
     "claimed_at",
     "finalized_at",
+)
+
+#: ... and what the scoring layer keeps (its StudyScoring).
+SCORING_COLUMNS = (
+    "ai_status",
+    "scoring_queued_at",
+    "scoring_started_at",
+    "scored_at",
 )
 
 _FILL = {
@@ -298,9 +306,12 @@ def _run(url: str, n: int) -> int:
             patients,
         )
         entry = {name: columns.pop(name) for name in ENTRY_COLUMNS}
+        scoring = {name: columns.pop(name) for name in SCORING_COLUMNS}
         _copy(conn, "triage_study", columns, n)
+        scoring["study_id"] = columns["id"]
+        _copy(conn, "inference_studyscoring", scoring, n)
         # The AI raised about one scored study in six in the worklist.
-        flagged = (rng.random(n) < 0.15) & (np.array(columns["ai_status"]) == "scored")
+        flagged = (rng.random(n) < 0.15) & (np.array(scoring["ai_status"]) == "scored")
         entry["study_id"] = columns["id"]
         entry["ai_flagged"] = ["t" if f else "f" for f in flagged]
         _copy(conn, "worklist_worklistentry", entry, n)
@@ -312,6 +323,7 @@ def _run(url: str, n: int) -> int:
         # As a year-old table would be: statistics, visibility map, hint bits.
         conn.execute("VACUUM (FREEZE, ANALYZE) triage_study")
         conn.execute("VACUUM (FREEZE, ANALYZE) worklist_worklistentry")
+        conn.execute("VACUUM (FREEZE, ANALYZE) inference_studyscoring")
     loaded = time.perf_counter() - start
     print(
         f"{n:,} studies synthesised in {generated:.1f} s, "

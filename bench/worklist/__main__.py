@@ -146,8 +146,6 @@ def load(url: str, n: int, n_open: int, reader_id: int) -> None:
                 "study_description": ["BENCH STUDY"] * n,
                 "patient_class": list(classes),
                 "order_priority": ["routine"] * n,
-                "ai_status": ["scored"] * n,
-                "ai_status_reason": [""] * n,
                 "instance_count": ["1"] * n,
                 "first_instance_received_at": stamps,
                 "last_instance_received_at": stamps,
@@ -165,6 +163,11 @@ def load(url: str, n: int, n_open: int, reader_id: int) -> None:
                 ("1.2.826.0.1.3680043.99.%",),
             )
         ]
+        _copy(
+            conn,
+            "inference_studyscoring",
+            {"study_id": study_ids, "ai_status": ["scored"] * n},
+        )
         _copy(
             conn,
             "worklist_worklistentry",

@@ -1,7 +1,9 @@
-"""Small pieces the scoring services share: the reason length, the change signal."""
+"""Small pieces the scoring services share: the reason length, the change
+signal, the locked scoring row."""
 
 from __future__ import annotations
 
+from inference.models import StudyScoring
 from triage.models import Study
 from triage.signals import study_changed
 
@@ -12,3 +14,19 @@ REASON_MAX = 512
 def announce_changed(study_id: int) -> None:
     """Tell the worklist a study changed (an on-commit callback)."""
     study_changed.send(sender=Study, study_id=study_id)
+
+
+def lock_scoring(study_id: int) -> StudyScoring | None:
+    """The study's scoring row, locked, with its study; None when it is gone.
+
+    A study without one (a bulk load bypassed its creation) gets one.
+    """
+    if not Study.objects.filter(pk=study_id).exists():
+        return None
+    StudyScoring.objects.get_or_create(study_id=study_id)
+    return (
+        StudyScoring.objects.select_for_update(of=("self",))
+        .select_related("study")
+        .filter(study_id=study_id)
+        .first()
+    )

@@ -1,9 +1,10 @@
 """Plain SQL for the scoring hot path, private to :mod:`inference.services`.
 
-Every study scored is claimed first: the ORM's query building for the claim
-and its reads cost more CPU than the database spends on them (the same case as
-:mod:`triage.ingest_sql`). Table and column names come from the models; every
-value is a query parameter. PostgreSQL and SQLite alike.
+The reads of every study scored (its series and instances in slice order) and
+its scoring lease: the ORM's query building costs more CPU than the database
+spends on them (the same case as :mod:`triage.ingest_sql`). The claim itself is
+a rule (``claims``), kept in one place as a query. Table and column names come
+from the models; every value is a query parameter. PostgreSQL and SQLite alike.
 """
 
 from __future__ import annotations
@@ -16,28 +17,12 @@ from typing import Any
 from django.db import connection
 
 from inference.models import ScoringLease
-from triage.models import Instance, Series, Study
+from triage.models import Instance, Series
 
-_STUDY = Study._meta.db_table
 _SERIES = Series._meta.db_table
 _INSTANCE = Instance._meta.db_table
 _LEASE = ScoringLease._meta.db_table
 
-# A stable study, or one whose queued scoring is early (a series a model needs
-# is complete); queued or pending, or scoring for longer than the time limit.
-_CLAIM = (
-    f"UPDATE {_STUDY} SET ai_status = %s, ai_status_reason = '',"  # noqa: S608
-    " scoring_started_at = %s"
-    " WHERE id = %s"
-    " AND (stable_at IS NOT NULL OR early_scoring_queued_at = scoring_queued_at)"
-    " AND (ai_status IN (%s, %s) OR (ai_status = %s AND (scoring_started_at < %s"
-    # A run whose lease expired lost its worker (inference.scoring_lease).
-    f" OR NOT EXISTS (SELECT 1 FROM {_LEASE} l WHERE l.study_id = {_STUDY}.id"
-    " AND l.expires_at >= %s))))"
-    # The column itself, not "stable_at IS NULL": SQLite 3.40 evaluates that
-    # expression wrongly in a RETURNING clause (0 for a NULL column).
-    " RETURNING stable_at, body_part_examined"
-)
 _TAKE_LEASE = (
     f"INSERT INTO {_LEASE} (study_id, started_at, expires_at)"  # noqa: S608
     " VALUES (%s, %s, %s) ON CONFLICT (study_id) DO UPDATE"
@@ -55,14 +40,6 @@ _INSTANCES_OF_STUDY = (
     " WHERE s.study_id = %s"
     " ORDER BY i.series_id, i.slice_position, i.instance_number, i.id"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedStudy:
-    """What the claim of a study read of it."""
-
-    early: bool  # not stable yet: an early run
-    body_part_examined: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,46 +66,6 @@ class InstanceRow:
     slice_position: float | None
     instance_number: int | None
     sop_instance_uid: str
-
-
-def claim(
-    study_id: int,
-    *,
-    now: datetime,
-    scoring: str,
-    claimable: tuple[str, str],
-    stale_before: datetime,
-    lease_live_at: datetime,
-) -> ClaimedStudy | None:
-    """Set a claimable study to ``scoring`` as of ``now``; None if not claimable.
-
-    Args:
-        study_id: The study.
-        now: The claim's time (the study's scoring start).
-        scoring: The AI status "scoring".
-        claimable: The statuses a study is claimed from (pending, queued).
-        stale_before: A study scoring since before this is claimed again.
-        lease_live_at: A study scoring under a lease that expired before this
-            (its worker died) is claimed again.
-    """
-    adapt = connection.ops.adapt_datetimefield_value
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _CLAIM,
-            [
-                scoring,
-                adapt(now),
-                study_id,
-                *claimable,
-                scoring,
-                adapt(stale_before),
-                adapt(lease_live_at),
-            ],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    return ClaimedStudy(early=row[0] is None, body_part_examined=str(row[1]))
 
 
 def take_lease(study_id: int, *, started_at: datetime, expires_at: datetime) -> None:

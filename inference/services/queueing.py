@@ -12,13 +12,13 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 
-from inference.models import (
-    ModelMode,
-)
-from inference.services._common import announce_changed
+from inference.models import ModelMode, StudyScoring
+from inference.services._common import announce_changed, lock_scoring
 from inference.services.applicability import chooses, current_series_facts
+from inference.services.claims import stale_run
 from inference.services.model_registry import registry
-from triage.models import AIStatus, Series, Study, StudyEvent
+from inference.vocabulary import AIStatus
+from triage.models import Series, StudyEvent
 from triage.vocabulary import OrderPriority, PatientClass
 
 logger = logging.getLogger(__name__)
@@ -55,36 +55,42 @@ def enqueue_scoring(study_id: int, *, now: datetime) -> str | None:
     Returns:
         The queue name, or None when nothing was queued.
     """
-    study = Study.objects.select_for_update().filter(pk=study_id).first()
-    if study is None or study.stable_at is None:
+    scoring = lock_scoring(study_id)
+    if scoring is None or scoring.study.stable_at is None:
         return None
+    study = scoring.study
     queue = scoring_queue(study.patient_class, study.order_priority)
-    _mark_queued(study, queue, now)
+    _mark_queued(scoring, queue, now)
     return queue
 
 
 def _mark_queued(
-    study: Study, queue: str, now: datetime, *, early_series_id: int | None = None
+    scoring: StudyScoring,
+    queue: str,
+    now: datetime,
+    *,
+    early_series_id: int | None = None,
 ) -> None:
     """Set a locked study "queued", record it, and send the task once committed.
 
     With ``early_series_id`` the run is an early one, for that complete series.
     """
-    study.ai_status = AIStatus.QUEUED
-    study.ai_status_reason = ""
-    study.scoring_queued_at = now
+    scoring.ai_status = AIStatus.QUEUED
+    scoring.ai_status_reason = ""
+    scoring.scoring_queued_at = now
     fields = ["ai_status", "ai_status_reason", "scoring_queued_at"]
     detail: dict[str, Any] = {"queue": queue}
     if early_series_id is not None:
-        study.early_scoring_queued_at = now
+        scoring.early_scoring_queued_at = now
         fields.append("early_scoring_queued_at")
         detail |= {"early": True, "series_id": early_series_id}
-    study.save(update_fields=[*fields, "updated_at"])
+    scoring.save(update_fields=fields)
+    study_id = scoring.study_id
     StudyEvent.objects.create(
-        study=study, kind=StudyEvent.Kind.SCORING_QUEUED, at=now, detail=detail
+        study_id=study_id, kind=StudyEvent.Kind.SCORING_QUEUED, at=now, detail=detail
     )
-    transaction.on_commit(partial(_send_score_task, study.pk, queue), robust=True)
-    transaction.on_commit(partial(announce_changed, study.pk), robust=True)
+    transaction.on_commit(partial(_send_score_task, study_id, queue), robust=True)
+    transaction.on_commit(partial(announce_changed, study_id), robust=True)
 
 
 def enqueue_early_scoring(
@@ -116,21 +122,22 @@ def enqueue_early_scoring(
 
 @transaction.atomic
 def _queue_early(study_id: int, series_id: int, now: datetime) -> str | None:
-    study = Study.objects.select_for_update().filter(pk=study_id).first()
-    if study is None or study.stable_at is not None:
+    scoring = lock_scoring(study_id)
+    if scoring is None or scoring.study.stable_at is not None:
         return None
     if not Series.objects.filter(
         pk=series_id, study_id=study_id, stable_at__isnull=False
     ).exists():
         return None
     if (
-        study.ai_status == AIStatus.QUEUED
-        and study.early_scoring_queued_at is not None
-        and study.early_scoring_queued_at == study.scoring_queued_at
+        scoring.ai_status == AIStatus.QUEUED
+        and scoring.early_scoring_queued_at is not None
+        and scoring.early_scoring_queued_at == scoring.scoring_queued_at
     ):
         return None
+    study = scoring.study
     queue = scoring_queue(study.patient_class, study.order_priority)
-    _mark_queued(study, queue, now, early_series_id=series_id)
+    _mark_queued(scoring, queue, now, early_series_id=series_id)
     return queue
 
 
@@ -148,26 +155,25 @@ def sweep_stuck_scoring(*, now: datetime, limit: int = 200) -> list[int]:
         The ids of the studies queued again.
     """
     stuck_before = now - timedelta(seconds=settings.RADTRIAGE_SCORING_STUCK_SECONDS)
-    stale_before = now - timedelta(seconds=settings.RADTRIAGE_SCORE_TIME_LIMIT + 30)
     candidates = list(
-        Study.objects.filter(stable_at__isnull=False)
+        StudyScoring.objects.filter(study__stable_at__isnull=False)
         .filter(
-            Q(ai_status=AIStatus.PENDING, stable_at__lt=stuck_before)
+            Q(ai_status=AIStatus.PENDING, study__stable_at__lt=stuck_before)
             | Q(ai_status=AIStatus.QUEUED, scoring_queued_at__lt=stuck_before)
             | Q(ai_status=AIStatus.QUEUED, scoring_queued_at__isnull=True)
-            | Q(ai_status=AIStatus.SCORING, scoring_started_at__lt=stale_before)
+            | stale_run(now)
             | Q(
                 ai_status__in=[
                     AIStatus.SCORED,
                     AIStatus.NOT_APPLICABLE,
                     AIStatus.FAILED,
                 ],
-                stable_at__lt=stuck_before,
-                scoring_queued_at__lt=F("stable_at"),
+                study__stable_at__lt=stuck_before,
+                scoring_queued_at__lt=F("study__stable_at"),
             )
         )
-        .order_by("stable_at")
-        .values_list("pk", flat=True)[:limit]
+        .order_by("study__stable_at")
+        .values_list("study_id", flat=True)[:limit]
     )
     requeued = []
     for study_id in candidates:

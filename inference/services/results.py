@@ -11,7 +11,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from inference import followups
 from inference.models import (
@@ -19,11 +18,13 @@ from inference.models import (
     ModelMode,
     ScoreResult,
     ScoreStatus,
+    StudyScoring,
 )
-from inference.services._common import REASON_MAX
+from inference.services._common import REASON_MAX, lock_scoring
 from inference.services.jobs import ModelOutcome, ScoringJob
+from inference.vocabulary import AIStatus
 from radtriage.db import insert_rows
-from triage.models import AIStatus, Study, StudyEvent
+from triage.models import StudyEvent
 
 logger = logging.getLogger(__name__)
 
@@ -173,8 +174,8 @@ def apply_results(
         _record_outcome(job, outcome, now, previous.get(outcome.entry.pk))
     # Only the columns decided on: this runs for every study scored.
     row = (
-        Study.objects.select_for_update()
-        .filter(pk=job.study_id)
+        StudyScoring.objects.select_for_update()
+        .filter(study_id=job.study_id)
         .values_list("ai_status", "scoring_started_at", "scored_at")
         .first()
     )
@@ -203,11 +204,8 @@ def apply_results(
         # reused unchanged (an early one confirmed) keeps its time.
         if status == AIStatus.SCORED and (changed or not was_scored):
             scored_at = now
-        Study.objects.filter(pk=job.study_id).update(
-            ai_status=status,
-            ai_status_reason=reason[:REASON_MAX],
-            scored_at=scored_at,
-            updated_at=timezone.now(),
+        StudyScoring.objects.filter(study_id=job.study_id).update(
+            ai_status=status, ai_status_reason=reason[:REASON_MAX], scored_at=scored_at
         )
         detail = {
             "models": {
@@ -236,16 +234,19 @@ def record_scoring_failure(study_id: int, reason: str, *, now: datetime) -> None
 
     For failures outside the models: retries exhausted, time limit exceeded.
     """
-    study = Study.objects.select_for_update().filter(pk=study_id).first()
-    if study is None or study.ai_status in (AIStatus.SCORED, AIStatus.NOT_APPLICABLE):
+    scoring = lock_scoring(study_id)
+    if scoring is None or scoring.ai_status in (
+        AIStatus.SCORED,
+        AIStatus.NOT_APPLICABLE,
+    ):
         return
-    study.ai_status = AIStatus.FAILED
-    study.ai_status_reason = reason[:REASON_MAX]
-    study.save(update_fields=["ai_status", "ai_status_reason", "updated_at"])
+    scoring.ai_status = AIStatus.FAILED
+    scoring.ai_status_reason = reason[:REASON_MAX]
+    scoring.save(update_fields=["ai_status", "ai_status_reason"])
     StudyEvent.objects.create(
-        study=study,
+        study_id=study_id,
         kind=StudyEvent.Kind.SCORING_FAILED,
         at=now,
         detail={"reason": reason[:200]},
     )
-    followups.record(study.pk, changed=True, now=now)
+    followups.record(study_id, changed=True, now=now)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 
@@ -19,8 +19,9 @@ from inference.models import (
     ModelMode,
     ScoreResult,
     ScoreStatus,
+    StudyScoring,
 )
-from inference.services import _scoring_sql, results
+from inference.services import _scoring_sql, claims, results
 from inference.services._common import REASON_MAX, announce_changed
 from inference.services.applicability import chooses, series_facts
 from inference.services.jobs import (
@@ -32,29 +33,19 @@ from inference.services.jobs import (
     instance_set_digest,
 )
 from inference.services.model_registry import RegistryEntry, registry
+from inference.vocabulary import AIStatus
 from radtriage.db import insert_rows, recoverable_transaction
-from triage.models import AIStatus, Study, StudyEvent
+from triage.models import StudyEvent
 
 logger = logging.getLogger(__name__)
 
 
 def _claim(study_id: int, now: datetime) -> ScoringJob | None:
-    stale_before = now - timedelta(seconds=settings.RADTRIAGE_SCORE_TIME_LIMIT + 30)
     # A claim lost in a crash leaves the study queued (or scoring, past the
     # time limit): the sweeper queues it again, so its commit need not wait
     # for the disk.
     with recoverable_transaction():
-        # A stable study, or one whose queued scoring is early (a series a
-        # model needs is complete). Otherwise one reopened by late images
-        # waits for the next stability, which queues it again.
-        claimed = _scoring_sql.claim(
-            study_id,
-            now=now,
-            scoring=AIStatus.SCORING,
-            claimable=(AIStatus.PENDING, AIStatus.QUEUED),
-            stale_before=stale_before,
-            lease_live_at=now,
-        )
+        claimed = claims.claim(study_id, now=now)
         if claimed is None:
             return None
         scoring_lease.take(study_id, now)
@@ -161,8 +152,8 @@ def _store_results(
             status=ScoreStatus.SCORED,
         ).exists()
         # No longer this run's: apply_results then leaves the status alone.
-        Study.objects.filter(
-            pk=job.study_id,
+        StudyScoring.objects.filter(
+            study_id=job.study_id,
             ai_status=AIStatus.SCORING,
             scoring_started_at=job.started_at,
         ).update(
@@ -323,8 +314,10 @@ def _requeue_after_transient(study_id: int, started_at: datetime) -> None:
     """Put a study whose scoring met transient trouble back to "queued"."""
     try:
         with transaction.atomic():
-            Study.objects.filter(
-                pk=study_id, ai_status=AIStatus.SCORING, scoring_started_at=started_at
+            StudyScoring.objects.filter(
+                study_id=study_id,
+                ai_status=AIStatus.SCORING,
+                scoring_started_at=started_at,
             ).update(ai_status=AIStatus.QUEUED)
     except OperationalError:
         # The database itself is away: the sweeper will find the study.

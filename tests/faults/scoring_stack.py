@@ -109,7 +109,8 @@ class StudyState:
 def study_state(database_url: str, study_instance_uid: str) -> StudyState | None:
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
-            "SELECT s.id, s.ai_status, e.reading_status FROM triage_study s"
+            "SELECT s.id, c.ai_status, e.reading_status FROM triage_study s"
+            " JOIN inference_studyscoring c ON c.study_id = s.id"
             " JOIN worklist_worklistentry e ON e.study_id = s.id"
             " WHERE s.study_instance_uid = %s",
             (study_instance_uid,),

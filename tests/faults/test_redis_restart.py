@@ -148,7 +148,7 @@ def test_a_redis_restart_mid_burst_scores_each_study_once_and_alerts_once(
     # Redis goes while tasks wait in it: queued studies (their tasks are lost
     # with it) behind the one scoring.
     def queued() -> bool:
-        sql = "SELECT count(*) FROM triage_study WHERE ai_status = 'queued'"
+        sql = "SELECT count(*) FROM inference_studyscoring WHERE ai_status = 'queued'"
         return bool(query(database_url, sql)[0][0])
 
     wait_until(

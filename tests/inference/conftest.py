@@ -13,8 +13,10 @@ from pydicom.filewriter import dcmwrite
 
 from demo.synthetic import HemorrhageType, SyntheticStudy, make_ct_head_study
 from inference import runtime
+from inference.models import StudyScoring
 from inference.services import model_registry
 from inference.signals import study_scored
+from tests.factories import SCORING_FIELDS
 from triage.ingest.core import store_instance
 from triage.models import Study
 
@@ -47,10 +49,12 @@ def store_study(db: None) -> Callable[..., Study]:
         for ds in study.datasets:
             study_id = store_instance(dicom_bytes(ds), now=now).study_id
         assert study_id is not None
+        scoring = {k: fields.pop(k) for k in list(fields) if k in SCORING_FIELDS}
         updates: dict[str, Any] = dict(fields)
         if stable:
             updates["stable_at"] = now + timedelta(seconds=1)
         Study.objects.filter(pk=study_id).update(**updates)
+        StudyScoring.objects.filter(study_id=study_id).update(**scoring)
         return Study.objects.get(pk=study_id)
 
     return store

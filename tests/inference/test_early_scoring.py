@@ -16,11 +16,19 @@ from pydicom.uid import generate_uid
 
 from demo.synthetic import HemorrhageType, make_ct_head_study
 from inference import services, tasks
-from inference.models import Finding, ModelMode, RegisteredModel, ScoreResult
+from inference.models import (
+    Finding,
+    ModelMode,
+    RegisteredModel,
+    ScoreResult,
+    StudyScoring,
+)
+from inference.vocabulary import AIStatus
+from tests.factories import scoring_of
 from tests.inference.conftest import dicom_bytes
 from triage import services as triage_services
 from triage.ingest.core import store_instance
-from triage.models import AIStatus, Series, Study, StudyEvent
+from triage.models import Series, Study, StudyEvent
 from triage.stability import parse_stability_seconds
 from worklist.alerts.models import Alert
 
@@ -125,8 +133,10 @@ def test_a_series_handed_over_is_scored_while_its_study_still_receives(
     sent.assert_called_once_with((study.pk,), queue="routine")
     study.refresh_from_db()
     assert study.stable_at is None
-    assert study.ai_status == AIStatus.QUEUED
-    assert study.early_scoring_queued_at == study.scoring_queued_at
+    assert scoring_of(study).ai_status == AIStatus.QUEUED
+    assert (
+        scoring_of(study).early_scoring_queued_at == scoring_of(study).scoring_queued_at
+    )
     queued = StudyEvent.objects.get(study=study, kind="scoring_queued")
     assert queued.detail == {
         "queue": "routine",
@@ -137,7 +147,7 @@ def test_a_series_handed_over_is_scored_while_its_study_still_receives(
     assert score(study)
     study.refresh_from_db()
     assert study.stable_at is None  # still receiving, but already screened
-    assert study.ai_status == AIStatus.SCORED
+    assert scoring_of(study).ai_status == AIStatus.SCORED
     [result] = ich_results(study)
     assert result.series_id == axial_series().pk
     assert result.instance_count == 20
@@ -162,18 +172,18 @@ def test_the_stable_study_reuses_an_early_result_nothing_changed(
     [early] = ich_results(study)
     alert = Alert.objects.get(study=study)
     study.refresh_from_db()
-    first_scored_at = study.scored_at
+    first_scored_at = scoring_of(study).scored_at
     assert first_scored_at is not None
 
     sweep(13)  # quiet for CT's 10 s: the study is stable and queued as usual
     study.refresh_from_db()
     assert study.stable_at == at(13)
-    assert study.ai_status == AIStatus.QUEUED
+    assert scoring_of(study).ai_status == AIStatus.QUEUED
     assert sent.call_count == 2
     assert score(study)
 
     study.refresh_from_db()
-    assert study.ai_status == AIStatus.SCORED
+    assert scoring_of(study).ai_status == AIStatus.SCORED
     assert ich_results(study) == [early]  # reused, not scored again
     early.refresh_from_db()
     assert early.is_current
@@ -182,7 +192,7 @@ def test_the_stable_study_reuses_an_early_result_nothing_changed(
     last = StudyEvent.objects.filter(study=study, kind="scored").last()
     assert last is not None and last.detail["amended"] is False
     # Turnaround keeps the time the early result was first there.
-    assert study.scored_at == first_scored_at
+    assert scoring_of(study).scored_at == first_scored_at
 
 
 def test_a_late_slice_in_the_scored_series_amends_the_early_result(
@@ -245,11 +255,11 @@ def test_an_early_run_of_shadow_models_only_leaves_the_study_waiting(
     store_instance(bone_slice(1), now=at(1))
     sweep(2)
     study.refresh_from_db()
-    assert study.ai_status == AIStatus.QUEUED
+    assert scoring_of(study).ai_status == AIStatus.QUEUED
     score(study)
     study.refresh_from_db()
     # Nothing a reader sees was scored: waiting, not "not applicable".
-    assert study.ai_status == AIStatus.PENDING
+    assert scoring_of(study).ai_status == AIStatus.PENDING
     [shadow] = ich_results(study)
     assert shadow.mode == ModelMode.SHADOW
     assert Finding.objects.get(study=study).shadow
@@ -277,7 +287,7 @@ def test_a_normal_task_does_not_score_a_reopened_study_early(
     score: Callable[[Study], bool],
 ) -> None:
     study = store_axial(0)
-    Study.objects.filter(pk=study.pk).update(
+    StudyScoring.objects.filter(study_id=study.pk).update(
         ai_status=AIStatus.QUEUED,
         scoring_queued_at=at(30),
         early_scoring_queued_at=at(5),  # an earlier early run

@@ -28,13 +28,16 @@ from inference.models import (
     RegisteredModel,
     ScoreResult,
     ScoreStatus,
+    StudyScoring,
 )
 from inference.services import scoring
 from inference.signals import study_scored
+from inference.vocabulary import AIStatus
+from tests.factories import scoring_of
 from tests.inference.conftest import dicom_bytes
 from triage import geometry
 from triage.ingest.core import store_instance
-from triage.models import AIStatus, Instance, Study, StudyEvent
+from triage.models import Instance, Study, StudyEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -63,9 +66,9 @@ def test_a_head_ct_with_a_bleed_gets_an_explained_positive_finding(
     with django_capture_on_commit_callbacks(execute=True):
         assert score(bleed)
     bleed.refresh_from_db()
-    assert bleed.ai_status == AIStatus.SCORED
-    assert bleed.scoring_started_at is not None
-    assert bleed.scored_at is not None
+    assert scoring_of(bleed).ai_status == AIStatus.SCORED
+    assert scoring_of(bleed).scoring_started_at is not None
+    assert scoring_of(bleed).scored_at is not None
     scored = StudyEvent.objects.get(study=bleed, kind="scored")
     assert scored.detail["amended"] is False  # a first result amends nothing
     finding = Finding.objects.live().get(study=bleed, code="ICH")
@@ -159,7 +162,7 @@ def test_a_radiograph_is_scored_by_the_fracture_model_only(
     assert set(planes) == {"unknown"}  # no orientation: no file read to learn it
     score(xr)
     xr.refresh_from_db()
-    assert xr.ai_status == AIStatus.SCORED
+    assert scoring_of(xr).ai_status == AIStatus.SCORED
     results = {
         r.model.model_id: r
         for r in ScoreResult.objects.filter(study=xr).select_related("model")
@@ -178,9 +181,12 @@ def test_no_applicable_model_makes_the_study_not_applicable_with_reasons(
     stored = store_study(study)
     score(stored)
     stored.refresh_from_db()
-    assert stored.ai_status == AIStatus.NOT_APPLICABLE
-    assert "demo-ich-ct: 4 images, fewer than 8" in stored.ai_status_reason
-    assert "demo-fracture-xr: modality CT is not DX/CR" in stored.ai_status_reason
+    assert scoring_of(stored).ai_status == AIStatus.NOT_APPLICABLE
+    assert "demo-ich-ct: 4 images, fewer than 8" in scoring_of(stored).ai_status_reason
+    assert (
+        "demo-fracture-xr: modality CT is not DX/CR"
+        in scoring_of(stored).ai_status_reason
+    )
     assert StudyEvent.objects.filter(
         study=stored, kind=StudyEvent.Kind.NOT_APPLICABLE
     ).exists()
@@ -196,8 +202,8 @@ def test_undecodable_pixels_fail_the_study_with_a_reason(
     path.write_bytes(path.read_bytes()[:-2000])
     score(study)
     study.refresh_from_db()
-    assert study.ai_status == AIStatus.FAILED
-    assert "pixels cannot be decoded" in study.ai_status_reason
+    assert scoring_of(study).ai_status == AIStatus.FAILED
+    assert "pixels cannot be decoded" in scoring_of(study).ai_status_reason
     assert StudyEvent.objects.filter(
         study=study, kind=StudyEvent.Kind.SCORING_FAILED
     ).exists()
@@ -218,8 +224,11 @@ def test_one_broken_model_never_stops_the_others(
     broken.write_bytes(broken.read_bytes()[:-10])  # sha256 no longer matches
     score(bleed)
     bleed.refresh_from_db()
-    assert bleed.ai_status == AIStatus.SCORED
-    assert "demo-fracture-xr failed: model cannot be loaded" in bleed.ai_status_reason
+    assert scoring_of(bleed).ai_status == AIStatus.SCORED
+    assert (
+        "demo-fracture-xr failed: model cannot be loaded"
+        in scoring_of(bleed).ai_status_reason
+    )
     assert Finding.objects.get(study=bleed).positive
     row = RegisteredModel.objects.get(model_id="demo-fracture-xr")
     assert "sha256" in row.load_error
@@ -231,8 +240,8 @@ def test_a_malformed_manifest_is_an_error_for_that_model_alone(
     (models_dir / "demo-fracture-xr" / "manifest.json").write_text('{"id": 3}')
     score(bleed)
     bleed.refresh_from_db()
-    assert bleed.ai_status == AIStatus.SCORED
-    assert "manifest.id" in bleed.ai_status_reason
+    assert scoring_of(bleed).ai_status == AIStatus.SCORED
+    assert "manifest.id" in scoring_of(bleed).ai_status_reason
 
 
 def test_a_shadow_model_scores_silently(bleed: Study) -> None:
@@ -244,7 +253,7 @@ def test_a_shadow_model_scores_silently(bleed: Study) -> None:
     assert finding.shadow and finding.positive
     assert not Finding.objects.live().filter(study=bleed).exists()
     # No active model decided anything: readers see "not applicable", not a score.
-    assert bleed.ai_status == AIStatus.NOT_APPLICABLE
+    assert scoring_of(bleed).ai_status == AIStatus.NOT_APPLICABLE
 
 
 def test_a_disabled_model_does_not_score(bleed: Study) -> None:
@@ -293,7 +302,7 @@ def test_a_heatmap_that_cannot_be_drawn_leaves_the_finding_without_a_picture(
     ):
         assert score(bleed)
     bleed.refresh_from_db()
-    assert bleed.ai_status == AIStatus.SCORED
+    assert scoring_of(bleed).ai_status == AIStatus.SCORED
     finding = Finding.objects.live().get(study=bleed, code="ICH")
     assert finding.positive
     assert finding.heatmap_path == ""
@@ -309,14 +318,17 @@ def test_a_study_is_claimed_once_and_again_only_when_its_scoring_went_stale(
     assert job is not None and job.early_series is None
     assert [len(refs) for refs in job.instances.values()] == [8]
     study.refresh_from_db()
-    assert (study.ai_status, study.scoring_started_at) == (AIStatus.SCORING, now)
+    assert (scoring_of(study).ai_status, scoring_of(study).scoring_started_at) == (
+        AIStatus.SCORING,
+        now,
+    )
     assert StudyEvent.objects.filter(study=study, kind="scoring_started").count() == 1
     # Scoring now: not claimed again until past the time limit.
     assert scoring._claim(study.pk, now + timedelta(seconds=5)) is None
     later = now + timedelta(seconds=settings.RADTRIAGE_SCORE_TIME_LIMIT + 31)
     assert scoring._claim(study.pk, later) is not None
     # Done: never claimed.
-    Study.objects.filter(pk=study.pk).update(ai_status=AIStatus.SCORED)
+    StudyScoring.objects.filter(study_id=study.pk).update(ai_status=AIStatus.SCORED)
     assert scoring._claim(study.pk, later + timedelta(hours=1)) is None
 
 
@@ -330,7 +342,7 @@ def test_a_receiving_study_is_claimed_only_for_an_early_run(
     )
     assert scoring._claim(study.pk, timezone.now()) is None
     queued = timezone.now()
-    Study.objects.filter(pk=study.pk).update(
+    StudyScoring.objects.filter(study_id=study.pk).update(
         scoring_queued_at=queued, early_scoring_queued_at=queued
     )
     job = scoring._claim(study.pk, timezone.now())
@@ -348,7 +360,7 @@ def test_the_plane_comes_from_what_ingest_recorded(bleed: Study) -> None:
     assert [facts.axial for facts in job.series] == [True]
     # The recorded plane decides, not the files (still axial).
     Instance.objects.filter(series__study=bleed).update(plane=geometry.OTHER)
-    Study.objects.filter(pk=bleed.pk).update(ai_status=AIStatus.QUEUED)
+    StudyScoring.objects.filter(study_id=bleed.pk).update(ai_status=AIStatus.QUEUED)
     with mock.patch("pydicom.dcmread", side_effect=no_read):
         job = scoring._claim(bleed.pk, timezone.now())
     assert job is not None
@@ -370,13 +382,13 @@ def test_two_runs_storing_the_same_result_at_once_both_succeed(bleed: Study) -> 
         ScoreStatus.NOT_APPLICABLE,
     }
     assert all(o.insert_first for o in outcomes)
-    Study.objects.filter(pk=bleed.pk).update(ai_status=AIStatus.QUEUED)
+    StudyScoring.objects.filter(study_id=bleed.pk).update(ai_status=AIStatus.QUEUED)
     assert score(bleed)
 
     services.apply_results(job, outcomes, now=timezone.now())
 
     bleed.refresh_from_db()
-    assert bleed.ai_status == AIStatus.SCORED
+    assert scoring_of(bleed).ai_status == AIStatus.SCORED
     ich = ScoreResult.objects.filter(study=bleed, model__model_id="demo-ich-ct")
     assert ich.count() == 1
     fracture = ScoreResult.objects.filter(

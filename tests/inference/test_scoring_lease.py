@@ -14,9 +14,11 @@ from django.utils import timezone
 
 from demo.synthetic import make_ct_head_study
 from inference import scoring_lease, services, tasks
-from inference.models import ScoringLease
+from inference.models import ScoringLease, StudyScoring
 from inference.services import scoring
-from triage.models import AIStatus, Study
+from inference.vocabulary import AIStatus
+from tests.factories import scoring_of
+from triage.models import Study
 
 pytestmark = pytest.mark.django_db
 
@@ -68,7 +70,7 @@ def test_the_reclaim_sweep_queues_studies_whose_worker_died(
     for study in (dead, alive, ended, early):
         assert scoring._claim(study.pk, now - timedelta(seconds=30)) is not None
     scoring_lease.renew(alive.pk, now - timedelta(seconds=30), now=now)
-    Study.objects.filter(pk=ended.pk).update(ai_status=AIStatus.SCORED)
+    StudyScoring.objects.filter(study_id=ended.pk).update(ai_status=AIStatus.SCORED)
     # An early run (study still receiving): back to pending, its stability
     # queues it.
     Study.objects.filter(pk=early.pk).update(stable_at=None)
@@ -78,7 +80,7 @@ def test_the_reclaim_sweep_queues_studies_whose_worker_died(
     ):
         tasks.reclaim_expired_scoring()
     assert [call.args[0][0] for call in send.call_args_list] == [dead.pk]
-    statuses = dict(Study.objects.values_list("pk", "ai_status"))
+    statuses = dict(StudyScoring.objects.values_list("study_id", "ai_status"))
     assert statuses == {
         dead.pk: AIStatus.QUEUED,
         alive.pk: AIStatus.SCORING,
@@ -149,6 +151,6 @@ def test_a_study_that_keeps_killing_its_worker_is_failed_with_a_reason(
             )
     assert lost == [[small_ct.pk]] * scoring_lease.MAX_LOST_RUNS + [[]]
     small_ct.refresh_from_db()
-    assert small_ct.ai_status == AIStatus.FAILED
-    assert small_ct.ai_status_reason == "the scoring process died 4 times"
+    assert scoring_of(small_ct).ai_status == AIStatus.FAILED
+    assert scoring_of(small_ct).ai_status_reason == "the scoring process died 4 times"
     assert not ScoringLease.objects.exists()

@@ -14,8 +14,10 @@ from django.utils import timezone
 
 from demo.synthetic import make_ct_head_study
 from inference import preprocess, services, tasks
-from inference.models import Finding
-from triage.models import AIStatus, Study, StudyEvent
+from inference.models import Finding, StudyScoring
+from inference.vocabulary import AIStatus
+from tests.factories import scoring_of
+from triage.models import Study, StudyEvent
 from triage.signals import study_stable
 from triage.vocabulary import OrderPriority, PatientClass
 
@@ -55,8 +57,8 @@ def test_the_queue_follows_clinical_urgency(
         assert services.enqueue_scoring(study.pk, now=timezone.now()) == queue
     send.assert_called_once_with((study.pk,), queue=queue)
     study.refresh_from_db()
-    assert study.ai_status == AIStatus.QUEUED
-    assert study.scoring_queued_at is not None
+    assert scoring_of(study).ai_status == AIStatus.QUEUED
+    assert scoring_of(study).scoring_queued_at is not None
     assert StudyEvent.objects.get(study=study, kind="scoring_queued").detail == {
         "queue": queue
     }
@@ -79,7 +81,7 @@ def test_a_study_not_yet_stable_is_not_queued(
     study = store_study(make_ct_head_study(23, slices=2, size=64), stable=False)
     assert services.enqueue_scoring(study.pk, now=timezone.now()) is None
     study.refresh_from_db()
-    assert study.ai_status == AIStatus.PENDING
+    assert scoring_of(study).ai_status == AIStatus.PENDING
 
 
 def test_transient_storage_errors_are_retried_then_scored(small_ct: Study) -> None:
@@ -96,7 +98,7 @@ def test_transient_storage_errors_are_retried_then_scored(small_ct: Study) -> No
         tasks.score_study.apply(args=(small_ct.pk,))
     assert calls["n"] == 3
     small_ct.refresh_from_db()
-    assert small_ct.ai_status == AIStatus.SCORED
+    assert scoring_of(small_ct).ai_status == AIStatus.SCORED
     assert Finding.objects.filter(study=small_ct).count() == 1
 
 
@@ -112,8 +114,8 @@ def test_retries_use_backoff_and_then_fail_the_study_with_a_reason(
     ):
         tasks.score_study.apply(args=(small_ct.pk,))
     small_ct.refresh_from_db()
-    assert small_ct.ai_status == AIStatus.FAILED
-    assert small_ct.ai_status_reason.startswith("gave up after 3 retries")
+    assert scoring_of(small_ct).ai_status == AIStatus.FAILED
+    assert scoring_of(small_ct).ai_status_reason.startswith("gave up after 3 retries")
 
 
 def test_the_time_limit_fails_the_study_with_a_reason(small_ct: Study) -> None:
@@ -124,8 +126,8 @@ def test_the_time_limit_fails_the_study_with_a_reason(small_ct: Study) -> None:
     ):
         tasks.score_study.apply(args=(small_ct.pk,))
     small_ct.refresh_from_db()
-    assert small_ct.ai_status == AIStatus.FAILED
-    assert "longer than 300 s" in small_ct.ai_status_reason
+    assert scoring_of(small_ct).ai_status == AIStatus.FAILED
+    assert "longer than 300 s" in scoring_of(small_ct).ai_status_reason
 
 
 def test_the_sweeper_queues_stuck_studies_again(
@@ -139,15 +141,15 @@ def test_the_sweeper_queues_stuck_studies_again(
     fresh = store_study(make_ct_head_study(27, slices=2, size=64))
     unstable = store_study(make_ct_head_study(28, slices=2, size=64), stable=False)
     Study.objects.filter(pk=stuck_pending.pk).update(stable_at=old)
-    Study.objects.filter(pk=stuck_queued.pk).update(
-        stable_at=old, ai_status=AIStatus.QUEUED, scoring_queued_at=old
+    Study.objects.filter(pk=stuck_queued.pk).update(stable_at=old)
+    StudyScoring.objects.filter(study_id=stuck_queued.pk).update(
+        ai_status=AIStatus.QUEUED, scoring_queued_at=old
     )
-    Study.objects.filter(pk=dead_worker.pk).update(
-        stable_at=old,
-        ai_status=AIStatus.SCORING,
-        scoring_started_at=now - timedelta(hours=1),
+    Study.objects.filter(pk=dead_worker.pk).update(stable_at=old)
+    StudyScoring.objects.filter(study_id=dead_worker.pk).update(
+        ai_status=AIStatus.SCORING, scoring_started_at=now - timedelta(hours=1)
     )
-    Study.objects.filter(pk=fresh.pk).update(
+    StudyScoring.objects.filter(study_id=fresh.pk).update(
         ai_status=AIStatus.QUEUED, scoring_queued_at=now
     )
     with (

@@ -34,10 +34,9 @@ def test_migrations_apply_and_reverse_on_postgresql(
         insert_study = (
             "INSERT INTO triage_study (study_instance_uid, patient_id, "
             "accession_number, modalities, body_part_examined, study_description, "
-            "patient_class, order_priority, ai_status, ai_status_reason, "
-            "instance_count, created_at, updated_at) SELECT '1.2.3', id, '', 'CT', "
-            "'', '', 'unknown', 'routine', 'pending', '', 0, now(), now() "
-            "FROM triage_patient"
+            "patient_class, order_priority, instance_count, created_at, "
+            "updated_at) SELECT '1.2.3', id, '', 'CT', '', '', 'unknown', "
+            "'routine', 0, now(), now() FROM triage_patient"
         )
         conn.execute(insert_study)
         with pytest.raises(psycopg.errors.UniqueViolation):

@@ -85,7 +85,9 @@ def test_a_head_ct_sent_to_the_listener_is_scored_once_stable(
     def status(uid: str) -> str:
         with psycopg.connect(database_url) as conn:
             row = conn.execute(
-                "SELECT ai_status FROM triage_study WHERE study_instance_uid = %s",
+                "SELECT c.ai_status FROM inference_studyscoring c"
+                " JOIN triage_study s ON s.id = c.study_id"
+                " WHERE s.study_instance_uid = %s",
                 (uid,),
             ).fetchone()
         return str(row[0]) if row else "absent"

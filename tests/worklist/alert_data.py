@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from inference.models import Finding, RegisteredModel, ScoreResult
+from inference.vocabulary import AIStatus
 from tests.factories import StudyFactory
-from triage.models import AIStatus, Study
+from triage.models import Study
 from worklist.vocabulary import ReadingStatus
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

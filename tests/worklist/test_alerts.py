@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import AbstractBaseUser
 
 from inference.signals import study_scored
-from tests.factories import entry_of
+from tests.factories import entry_of, scoring_of
 from tests.worklist.alert_data import NOW, add_finding, scored_study
 from triage.models import AuditEvent, Study
 from triage.roles import Role
@@ -53,7 +53,7 @@ def test_a_positive_critical_finding_raises_one_alert_with_its_timeline() -> Non
     assert alert.probability == pytest.approx(0.91)
     assert alert.last_instance_received_at == study.last_instance_received_at
     assert alert.stable_at == study.stable_at
-    assert alert.scored_at == study.scored_at
+    assert alert.scored_at == scoring_of(study).scored_at
     assert alert.raised_at == NOW
     assert alert.delivered_at is None
     assert AuditEvent.objects.filter(action="alert.raised").count() == 1

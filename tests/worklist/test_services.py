@@ -12,8 +12,9 @@ from django.db import transaction
 
 from inference.models import Finding, RegisteredModel, ScoreResult
 from inference.signals import study_scored
+from inference.vocabulary import AIStatus
 from tests.factories import StudyFactory, entry_of
-from triage.models import AIStatus, AuditEvent, Study, StudyEvent
+from triage.models import AuditEvent, Study, StudyEvent
 from triage.roles import Role
 from triage.signals import study_changed
 from triage.vocabulary import OrderPriority, PatientClass

@@ -9,9 +9,10 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from inference.vocabulary import AIStatus
 from tests.factories import StudyFactory, entry_of
 from tests.worklist.test_services import make_finding
-from triage.models import AIStatus, AuditEvent, Study
+from triage.models import AuditEvent, Study
 from triage.roles import Role
 from worklist import refresh, services
 from worklist.models import AIFeedback, WorklistFilter

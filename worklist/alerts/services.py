@@ -124,7 +124,7 @@ def raise_alerts(study_id: int, *, now: datetime) -> list[Alert]:
     # The entry's lock serialises the alerts of one study.
     entry = (
         WorklistEntry.objects.select_for_update(of=("self",))
-        .select_related("study")
+        .select_related("study", "study__scoring")
         .filter(study_id=study_id)
         .first()
     )
@@ -150,7 +150,7 @@ def raise_alerts(study_id: int, *, now: datetime) -> list[Alert]:
                 threshold=finding.threshold,
                 last_instance_received_at=study.last_instance_received_at,
                 stable_at=study.stable_at,
-                scored_at=study.scored_at or now,
+                scored_at=study.scoring.scored_at or now,
                 raised_at=now,
                 updated_at=now,
             )
@@ -168,7 +168,7 @@ def raise_alerts(study_id: int, *, now: datetime) -> list[Alert]:
             alert.finding = finding
             alert.probability = finding.probability
             alert.threshold = finding.threshold
-            alert.scored_at = study.scored_at or now
+            alert.scored_at = study.scoring.scored_at or now
             fields = ["finding", "probability", "threshold", "scored_at"]
             if reopen:
                 alert.status = AlertStatus.OPEN

@@ -9,6 +9,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from inference.vocabulary import AIStatus
 from triage.models import Study
 from triage.vocabulary import PatientClass, choices
 from worklist.models import FeedbackVerdict, WorklistFilter
@@ -69,6 +70,13 @@ class StudySerializer(serializers.ModelSerializer[Study]):
     ai_flagged = serializers.BooleanField(
         source="worklist_entry.ai_flagged", read_only=True, default=False
     )
+    # The scoring layer's state of the study (its StudyScoring).
+    ai_status = serializers.ChoiceField(
+        choices=choices(AIStatus), source="scoring.ai_status", read_only=True
+    )
+    ai_status_reason = serializers.CharField(
+        source="scoring.ai_status_reason", read_only=True
+    )
     viewer_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -109,7 +117,7 @@ class StudySerializer(serializers.ModelSerializer[Study]):
     def to_representation(self, instance: Study) -> dict[str, Any]:
         # The list's hot path: built directly, the declared fields above give the
         # schema. A page of 50 rows costs about a fifth of DRF's field walk.
-        entry = instance.worklist_entry
+        entry, scoring = instance.worklist_entry, instance.scoring
         return {
             "id": instance.pk,
             "version": entry.version,
@@ -121,8 +129,8 @@ class StudySerializer(serializers.ModelSerializer[Study]):
             "modalities": instance.modalities,
             "body_part_examined": instance.body_part_examined,
             "study_description": instance.study_description,
-            "ai_status": instance.ai_status,
-            "ai_status_reason": instance.ai_status_reason,
+            "ai_status": scoring.ai_status,
+            "ai_status_reason": scoring.ai_status_reason,
             "reading_status": entry.reading_status,
             "claimed_by": entry.claimed_by.username if entry.claimed_by else None,
             "claimed_at": _iso(entry.claimed_at),

@@ -146,7 +146,7 @@ class StudyViewSet(
         fresh = (
             self.get_queryset()
             .model.objects.select_related(
-                "patient", "worklist_entry", "worklist_entry__claimed_by"
+                "patient", "scoring", "worklist_entry", "worklist_entry__claimed_by"
             )
             .get(pk=study.pk)
         )

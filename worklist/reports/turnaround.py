@@ -50,7 +50,7 @@ MILESTONE_FIELDS: dict[Milestone, str] = {
     Milestone.ACQUIRED: "acquired_at",
     Milestone.RECEIVED: "first_instance_received_at",
     Milestone.STABLE: "stable_at",
-    Milestone.SCORED: "scored_at",
+    Milestone.SCORED: "scoring__scored_at",
     Milestone.OPENED: "worklist_entry__first_opened_at",
     Milestone.FINAL: "worklist_entry__finalized_at",
 }

@@ -125,7 +125,8 @@ def turnaround_csv(request: HttpRequest) -> HttpResponse:
 def study_timeline(request: HttpRequest, study_id: int) -> HttpResponse:
     """One study's milestones and stage times (no patient identifiers)."""
     study = get_object_or_404(
-        Study.objects.select_related("worklist_entry__claimed_by"), pk=study_id
+        Study.objects.select_related("scoring", "worklist_entry__claimed_by"),
+        pk=study_id,
     )
     # The milestones live with their owners (triage, inference, worklist).
     stamps = Study.objects.values(*MILESTONE_FIELDS.values()).get(pk=study.pk)
