@@ -27,6 +27,7 @@ from django.db.models import F
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
+from radtriage.db import insert_rows
 from triage import ingest_sql
 from triage.ingest.errors import UidConflict
 from triage.ingest.header import InstanceHeader
@@ -60,6 +61,41 @@ def record_worker_heartbeat(hostname: str, *, now: datetime) -> None:
     WorkerHeartbeat.objects.update_or_create(
         hostname=hostname[:255], defaults={"seen_at": now}
     )
+
+
+def record_study_event(
+    study_id: int,
+    kind: str,
+    *,
+    at: datetime,
+    actor: AbstractBaseUser | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append one event to a study's timeline (``StudyEvent``).
+
+    The timeline is triage's; every layer records its own transitions here
+    (queued, scored, claimed, final), so the reports read one history.
+    """
+    record_study_events(
+        [
+            {
+                "study_id": study_id,
+                "kind": kind,
+                "at": at,
+                "actor_id": actor.pk if actor is not None else None,
+                "detail": detail or {},
+            }
+        ]
+    )
+
+
+def record_study_events(rows: list[dict[str, Any]]) -> None:
+    """Append events to studies' timelines in one insert (the scoring hot path).
+
+    Each row has ``study_id``, ``kind``, ``at`` and optionally ``actor_id``
+    and ``detail``.
+    """
+    insert_rows(StudyEvent, [{"actor_id": None, "detail": {}, **row} for row in rows])
 
 
 def record_audit(

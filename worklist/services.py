@@ -20,7 +20,7 @@ from django.db.models import Q
 
 from inference.models import Finding
 from triage.models import Study, StudyEvent
-from triage.services import record_audit
+from triage.services import record_audit, record_study_event
 from worklist import refresh
 from worklist.alerts import services as alerts
 from worklist.models import AIFeedback, FeedbackVerdict, WorklistEntry, WorklistFilter
@@ -90,9 +90,7 @@ def _event(
     entry: WorklistEntry, kind: str, user: User | None, now: datetime, **detail: Any
 ) -> None:
     actor = user if isinstance(user, DjangoUser) else None
-    StudyEvent.objects.create(
-        study_id=entry.study_id, kind=kind, at=now, actor=actor, detail=detail
-    )
+    record_study_event(entry.study_id, kind, at=now, actor=actor, detail=detail)
 
 
 def _audit(user: User | None, action: str, entry: WorklistEntry, now: datetime) -> None:

@@ -19,6 +19,7 @@ from inference.services.claims import stale_run
 from inference.services.model_registry import registry
 from inference.vocabulary import AIStatus
 from triage.models import Series, StudyEvent
+from triage.services import record_study_event
 from triage.vocabulary import OrderPriority, PatientClass
 
 logger = logging.getLogger(__name__)
@@ -86,9 +87,7 @@ def _mark_queued(
         detail |= {"early": True, "series_id": early_series_id}
     scoring.save(update_fields=fields)
     study_id = scoring.study_id
-    StudyEvent.objects.create(
-        study_id=study_id, kind=StudyEvent.Kind.SCORING_QUEUED, at=now, detail=detail
-    )
+    record_study_event(study_id, StudyEvent.Kind.SCORING_QUEUED, at=now, detail=detail)
     transaction.on_commit(partial(_send_score_task, study_id, queue), robust=True)
     transaction.on_commit(partial(announce_changed, study_id), robust=True)
 

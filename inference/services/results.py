@@ -25,6 +25,7 @@ from inference.services.jobs import ModelOutcome, ScoringJob
 from inference.vocabulary import AIStatus
 from radtriage.db import insert_rows
 from triage.models import StudyEvent
+from triage.services import record_study_event, record_study_events
 
 logger = logging.getLogger(__name__)
 
@@ -220,9 +221,8 @@ def apply_results(
             ),
             "amended": changed and was_scored,
         }
-        insert_rows(
-            StudyEvent,
-            [{"study_id": job.study_id, "kind": kind, "at": now, "detail": detail}],
+        record_study_events(
+            [{"study_id": job.study_id, "kind": kind, "at": now, "detail": detail}]
         )
     # Priority and alerts follow durably: recorded here, run once committed.
     followups.record(job.study_id, changed=changed, now=now)
@@ -243,9 +243,9 @@ def record_scoring_failure(study_id: int, reason: str, *, now: datetime) -> None
     scoring.ai_status = AIStatus.FAILED
     scoring.ai_status_reason = reason[:REASON_MAX]
     scoring.save(update_fields=["ai_status", "ai_status_reason"])
-    StudyEvent.objects.create(
-        study_id=study_id,
-        kind=StudyEvent.Kind.SCORING_FAILED,
+    record_study_event(
+        study_id,
+        StudyEvent.Kind.SCORING_FAILED,
         at=now,
         detail={"reason": reason[:200]},
     )

@@ -34,8 +34,9 @@ from inference.services.jobs import (
 )
 from inference.services.model_registry import RegistryEntry, registry
 from inference.vocabulary import AIStatus
-from radtriage.db import insert_rows, recoverable_transaction
+from radtriage.db import recoverable_transaction
 from triage.models import StudyEvent
+from triage.services import record_study_events
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +51,7 @@ def _claim(study_id: int, now: datetime) -> ScoringJob | None:
             return None
         scoring_lease.take(study_id, now)
         early, body_part = claimed.early, claimed.body_part_examined
-        insert_rows(
-            StudyEvent,
+        record_study_events(
             [
                 {
                     "study_id": study_id,
@@ -59,7 +59,7 @@ def _claim(study_id: int, now: datetime) -> ScoringJob | None:
                     "at": now,
                     "detail": {"early": True} if early else {},
                 }
-            ],
+            ]
         )
         series_rows = _scoring_sql.series_of_study(study_id)
         gathered: dict[int, list[InstanceRef]] = {}
