@@ -17,7 +17,8 @@ def _on_study_stable(sender: Any, study_id: int, **kwargs: Any) -> None:
     from inference import services
 
     try:
-        services.enqueue_scoring(study_id, now=timezone.now())
+        # The study_changed that stability sends next shows it queued.
+        services.enqueue_scoring(study_id, now=timezone.now(), announce=False)
     except Exception:
         # The study stays pending; the stuck-scoring sweeper queues it later.
         logger.exception("queueing scoring failed study_id=%s", study_id)

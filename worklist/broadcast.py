@@ -74,7 +74,7 @@ return {seq, epoch}
 """
 # A broadcast is best effort and runs in the commit path of a request or task:
 # an unreachable Redis must cost seconds at most, not hang it.
-_REDIS_TIMEOUT_S = 2.0
+_REDIS_TIMEOUT_S = 5.0
 
 _Delta = TypeVar("_Delta")
 

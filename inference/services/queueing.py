@@ -46,12 +46,15 @@ def _send_score_task(study_id: int, queue: str) -> None:
 
 
 @transaction.atomic
-def enqueue_scoring(study_id: int, *, now: datetime) -> str | None:
+def enqueue_scoring(
+    study_id: int, *, now: datetime, announce: bool = True
+) -> str | None:
     """Queue a stable study for scoring on the queue its urgency calls for.
 
     Sets AI status "queued" and the queued time, records the event and sends the
     task once committed. A study that is not (or no longer) stable, or gone, is
-    left alone.
+    left alone. ``announce=False`` leaves telling the worklist to the caller
+    (stability announces the study as changed right after).
 
     Returns:
         The queue name, or None when nothing was queued.
@@ -61,7 +64,7 @@ def enqueue_scoring(study_id: int, *, now: datetime) -> str | None:
         return None
     study = scoring.study
     queue = scoring_queue(study.patient_class, study.order_priority)
-    _mark_queued(scoring, queue, now)
+    _mark_queued(scoring, queue, now, announce=announce)
     return queue
 
 
@@ -71,6 +74,7 @@ def _mark_queued(
     now: datetime,
     *,
     early_series_id: int | None = None,
+    announce: bool = True,
 ) -> None:
     """Set a locked study "queued", record it, and send the task once committed.
 
@@ -89,7 +93,8 @@ def _mark_queued(
     study_id = scoring.study_id
     record_study_event(study_id, StudyEvent.Kind.SCORING_QUEUED, at=now, detail=detail)
     transaction.on_commit(partial(_send_score_task, study_id, queue), robust=True)
-    transaction.on_commit(partial(announce_changed, study_id), robust=True)
+    if announce:
+        transaction.on_commit(partial(announce_changed, study_id), robust=True)
 
 
 def enqueue_early_scoring(

@@ -70,7 +70,8 @@ def _claim(study_id: int, now: datetime) -> ScoringJob | None:
             gathered.setdefault(row.series_id, []).append(ref)
             planes.setdefault(row.series_id, row.plane)
         instances = {pk: tuple(refs) for pk, refs in gathered.items()}
-        transaction.on_commit(partial(announce_changed, study_id), robust=True)
+        # Not announced: a reader sees "queued" until the result, seconds
+        # later, which is announced; the periodic refresh shows a long run.
     counts = {pk: len(refs) for pk, refs in instances.items()}
     facts = series_facts(body_part, series_rows, counts, planes)
     early_series = frozenset(s.pk for s in series_rows if s.stable) if early else None
