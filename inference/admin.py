@@ -19,21 +19,14 @@ from inference.models import (
     RegisteredModel,
     ScoreResult,
 )
+from triage.admin import ForAiAdministrators
 
-CONFIGURE_AI = "triage.configure_ai"
 
-
-class ConfigureAiPermission:
+class ConfigureAiPermission(ForAiAdministrators):
     """Administrators with the "configure AI" permission manage models here."""
 
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(CONFIGURE_AI)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm(CONFIGURE_AI)
-
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm(CONFIGURE_AI)
+        return self.has_module_permission(request)
 
 
 class FindingSettingInline(

@@ -27,7 +27,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from triage.models import AuditEvent, Instance, Series, Study, StudyEvent
-from triage.roles import VIEW_PHI, Role
+from triage.roles import CONFIGURE_AI, VIEW_PHI, Role
 from triage.services import record_audit
 
 # Rights only a superuser hands out.
@@ -127,6 +127,17 @@ admin.site.unregister(User)
 admin.site.register(User, AccountAdmin)
 admin.site.unregister(Group)
 admin.site.register(Group, RoleGroupAdmin)
+
+
+class ForAiAdministrators:
+    """Shows an app's pages to administrators (the "configure AI" permission)
+    only; what they may do there is the subclass's to say."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm(f"triage.{CONFIGURE_AI}"))
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
 
 
 class HidesPhi:

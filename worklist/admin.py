@@ -10,20 +10,12 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from triage.admin import HidesPhi
+from triage.admin import ForAiAdministrators, HidesPhi
 from worklist.alerts.models import Alert, WebhookDelivery
 
-ADMINISTER = "triage.configure_ai"
 
-
-class ReadOnlyForAdministrators:
+class ReadOnlyForAdministrators(ForAiAdministrators):
     """Administrators (the "configure AI" permission) see these; no one edits."""
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(ADMINISTER)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm(ADMINISTER)
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -56,11 +56,33 @@ class SessionBoundConsumer(AsyncJsonWebsocketConsumer):
     account does (``end_user_sessions``); and it checks the session's expiry,
     read once at connect time, before each message it relays (no query per
     delta).
+
+    A subclass names the group it relays and the permission a user needs to
+    join it; anyone else is refused (4401 not signed in, 4403 not allowed).
     """
+
+    relay_group: ClassVar[str]
+    permission: ClassVar[str]
 
     _session_group: str | None = None
     _user_group: str | None = None
     _expires_at: datetime | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        if not await user.ahas_perm(self.permission):
+            await self.close(code=4403)
+            return
+        await self.join_session()
+        await self.channel_layer.group_add(self.relay_group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        await self.channel_layer.group_discard(self.relay_group, self.channel_name)
+        await self.leave_session()
 
     async def join_session(self) -> None:
         user = self.scope.get("user")
@@ -103,24 +125,11 @@ class WorklistConsumer(SessionBoundConsumer):
     relayed is dropped, as the resync covers it.
     """
 
+    relay_group = WORKLIST_GROUP
+    permission = "triage.read_studies"
+
     last_seq: int | None = None
     epoch: str | None = None
-
-    async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=4401)
-            return
-        if not await self._may_read(user):
-            await self.close(code=4403)
-            return
-        await self.join_session()
-        await self.channel_layer.group_add(WORKLIST_GROUP, self.channel_name)
-        await self.accept()
-
-    async def disconnect(self, code: int) -> None:
-        await self.channel_layer.group_discard(WORKLIST_GROUP, self.channel_name)
-        await self.leave_session()
 
     async def worklist_delta(self, event: dict[str, Any]) -> None:
         if not await self.still_valid():
@@ -134,7 +143,3 @@ class WorklistConsumer(SessionBoundConsumer):
                 await self.send_json({"type": "worklist.resync", "reason": "gap"})
         self.last_seq, self.epoch = seq, epoch
         await self.send_json(delta)
-
-    @staticmethod
-    async def _may_read(user: Any) -> bool:
-        return bool(await user.ahas_perm("triage.read_studies"))

@@ -18,12 +18,14 @@ import secrets
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psycopg
+
+from bench._copy import copy_rows
 
 ADMIN_URL = os.environ.get(
     "BENCH_POSTGRES_URL",
@@ -225,20 +227,7 @@ def _copy(
     filler = _missing_columns(conn, table, set(columns))
     names = [*columns, *filler]
     values = [*columns.values(), *([v] * n for v in filler.values())]
-
-    def lines() -> Iterator[str]:
-        for row in zip(*values, strict=True):
-            yield "\t".join(row) + "\n"
-
-    with conn.cursor().copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
-        batch: list[str] = []
-        for line in lines():
-            batch.append(line)
-            if len(batch) >= 20000:
-                copy.write("".join(batch))
-                batch.clear()
-        if batch:
-            copy.write("".join(batch))
+    copy_rows(conn, table, names, zip(*values, strict=True))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,6 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,8 @@ import psycopg
 import redis
 import requests
 import websockets
+
+from bench._copy import copy_rows
 
 ADMIN_URL = os.environ.get(
     "BENCH_POSTGRES_URL",
@@ -58,20 +59,7 @@ def _copy(
     conn: psycopg.Connection[Any], table: str, columns: dict[str, list[str]]
 ) -> None:
     names = list(columns)
-    rows = len(columns[names[0]])
-
-    def lines() -> Iterator[str]:
-        for i in range(rows):
-            yield "\t".join(columns[name][i] for name in names) + "\n"
-
-    with conn.cursor().copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
-        batch: list[str] = []
-        for line in lines():
-            batch.append(line)
-            if len(batch) >= 5000:
-                copy.write("".join(batch))
-                batch.clear()
-        copy.write("".join(batch))
+    copy_rows(conn, table, names, zip(*columns.values(), strict=True), batch=5000)
 
 
 def load(url: str, n: int, n_open: int, reader_id: int) -> None:

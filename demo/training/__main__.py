@@ -206,17 +206,7 @@ def _hemorrhage(args: argparse.Namespace) -> None:
 def _evaluate_hemorrhage(folder: Path, held_out: int, training: dict[str, Any]) -> None:
     model = load_manifest(folder)
     session = evaluation.cpu_session(model)
-    results = [
-        evaluation.score_volume(
-            session,
-            model,
-            pixels,
-            label=truth.positive,
-            centre_slice=truth.centre_slice,
-            slice_labels=truth.slice_labels,
-        )
-        for pixels, truth in data.held_out_hemorrhage(held_out)
-    ]
+    results = data.score_held_out_hemorrhage(session, model, held_out)
     synthetic = evaluation.summarise(results, 0.5)
     _log(f"  held-out synthetic: {synthetic}")
     real = None

@@ -21,6 +21,8 @@ from demo.synthetic import (
     ct_head_volume_hu,
     radiograph_pixels,
 )
+from inference import evaluation, runtime
+from inference.manifest import LoadedManifest
 
 HEMORRHAGE_TYPES: Final = tuple(HemorrhageType)
 BODY_PARTS: Final = tuple(RadiographBodyPart)
@@ -203,6 +205,23 @@ def held_out_hemorrhage(
         )
         out.append((volume.hu.astype(np.float32)[:, np.newaxis], truth))
     return out
+
+
+def score_held_out_hemorrhage(
+    session: runtime.Session, model: LoadedManifest, count: int, *, size: int = 512
+) -> list[evaluation.SeriesResult]:
+    """Score the held-out head CTs as the scorer would, each with its truth."""
+    return [
+        evaluation.score_volume(
+            session,
+            model,
+            pixels,
+            label=truth.positive,
+            centre_slice=truth.centre_slice,
+            slice_labels=truth.slice_labels,
+        )
+        for pixels, truth in held_out_hemorrhage(count, size=size)
+    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,17 +38,7 @@ def test_the_hemorrhage_card_states_the_real_image_auc() -> None:
 def test_the_hemorrhage_model_separates_held_out_phantoms() -> None:
     model = load_manifest(DEMO_MODELS / "demo-ich-ct")
     session = evaluation.cpu_session(model)
-    results = [
-        evaluation.score_volume(
-            session,
-            model,
-            pixels,
-            label=truth.positive,
-            centre_slice=truth.centre_slice,
-            slice_labels=truth.slice_labels,
-        )
-        for pixels, truth in data.held_out_hemorrhage(40, size=256)
-    ]
+    results = data.score_held_out_hemorrhage(session, model, 40, size=256)
     metrics = evaluation.summarise(results, model.manifest.findings[0].threshold)
     assert 15 <= metrics.positives <= 25
     assert metrics.study_auc is not None and metrics.study_auc >= 0.95, metrics

@@ -104,11 +104,7 @@ def link_into_place(temporary: Path, root: Path, relative: Path) -> bool:
 
 def flush_file(path: Path) -> None:
     """Flush a file's data to disk."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    _fsync(path)
 
 
 def sync_folder(folder: Path) -> None:
@@ -120,7 +116,7 @@ def sync_folder(folder: Path) -> None:
     needed", fsync(2)). ext4 happens to commit the name with the file's
     journal transaction; other file systems need not.
     """
-    _fsync_folder(folder)
+    _fsync(folder)
 
 
 def ensure_folder(root: Path, relative: Path) -> None:
@@ -134,12 +130,13 @@ def ensure_folder(root: Path, relative: Path) -> None:
             except FileExistsError:
                 pass  # a concurrent instance of the same study made it
             else:
-                _fsync_folder(folder)
+                _fsync(folder)
         folder = child
 
 
-def _fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
+def _fsync(path: Path) -> None:
+    # A read-only descriptor is enough for fsync(2), on a file or a folder.
+    descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
     finally:

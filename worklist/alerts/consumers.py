@@ -22,21 +22,8 @@ class AlertConsumer(SessionBoundConsumer):
     the alert's delivery time; others' receipts are ignored.
     """
 
-    async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=4401)
-            return
-        if not await user.ahas_perm(VIEW_ALERT_BOARD):
-            await self.close(code=4403)
-            return
-        await self.join_session()
-        await self.channel_layer.group_add(ALERTS_GROUP, self.channel_name)
-        await self.accept()
-
-    async def disconnect(self, code: int) -> None:
-        await self.channel_layer.group_discard(ALERTS_GROUP, self.channel_name)
-        await self.leave_session()
+    relay_group = ALERTS_GROUP
+    permission = VIEW_ALERT_BOARD
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not await self.still_valid():

@@ -3,8 +3,9 @@ give AI feedback. Thin: parse, authorise, call one service, respond."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
@@ -48,6 +49,25 @@ def _reader(request: Request) -> AbstractBaseUser:
     if not isinstance(user, AbstractBaseUser):
         raise NotAuthenticated
     return user
+
+
+class _Transition(Protocol):
+    """A reading-workflow service: the study after the reader's move."""
+
+    def __call__(
+        self, study_id: int, user: AbstractBaseUser, *, now: datetime
+    ) -> Study: ...
+
+
+def _transition_schema(conflict: str) -> Callable[[Any], Any]:
+    """The OpenAPI shape every workflow move shares; only the 409 reason differs."""
+    return extend_schema(
+        request=None,
+        responses={
+            200: StudyWithPatientSerializer,
+            409: OpenApiResponse(description=conflict),
+        },
+    )
 
 
 class Conflict(APIException):
@@ -162,61 +182,32 @@ class StudyViewSet(
             raise Conflict(str(exc)) from exc
         return self._study_response(study)
 
-    @extend_schema(
-        request=None,
-        responses={
-            200: StudyWithPatientSerializer,
-            409: OpenApiResponse(description="claimed by another reader, or final"),
-        },
-    )
+    def _transition(self, request: Request, move: _Transition) -> Response:
+        return self._act(lambda i: move(i, _reader(request), now=timezone.now()))
+
+    @_transition_schema("claimed by another reader, or final")
     @action(detail=True, methods=["post"])
     def claim(self, request: Request, pk: str) -> Response:
         """Claim the study for reading; exactly one of two racing readers wins."""
-        return self._act(
-            lambda i: services.claim_study(i, _reader(request), now=timezone.now())
-        )
+        return self._transition(request, services.claim_study)
 
-    @extend_schema(
-        request=None,
-        responses={
-            200: StudyWithPatientSerializer,
-            409: OpenApiResponse(description="not held by you"),
-        },
-    )
+    @_transition_schema("not held by you")
     @action(detail=True, methods=["post"])
     def release(self, request: Request, pk: str) -> Response:
         """Give the study back to the list."""
-        return self._act(
-            lambda i: services.release_study(i, _reader(request), now=timezone.now())
-        )
+        return self._transition(request, services.release_study)
 
-    @extend_schema(
-        request=None,
-        responses={
-            200: StudyWithPatientSerializer,
-            409: OpenApiResponse(description="claimed by another reader, or final"),
-        },
-    )
+    @_transition_schema("claimed by another reader, or final")
     @action(detail=True, methods=["post"])
     def preliminary(self, request: Request, pk: str) -> Response:
         """Record a preliminary report."""
-        return self._act(
-            lambda i: services.mark_preliminary(i, _reader(request), now=timezone.now())
-        )
+        return self._transition(request, services.mark_preliminary)
 
-    @extend_schema(
-        request=None,
-        responses={
-            200: StudyWithPatientSerializer,
-            409: OpenApiResponse(description="claimed by another reader, or final"),
-        },
-    )
+    @_transition_schema("claimed by another reader, or final")
     @action(detail=True, methods=["post"])
     def final(self, request: Request, pk: str) -> Response:
         """Finalize the study (when no RIS reports it); it leaves the list."""
-        return self._act(
-            lambda i: services.mark_final(i, _reader(request), now=timezone.now())
-        )
+        return self._transition(request, services.mark_final)
 
     @extend_schema(request=None, responses={200: OpenedSerializer})
     @action(detail=True, methods=["post"])
