@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils import timezone
-from factory.declarations import LazyFunction, Sequence, SubFactory
+from factory.declarations import LazyAttribute, LazyFunction, Sequence, SubFactory
 from factory.django import DjangoModelFactory
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
-from inference.models import StudyScoring
+from inference.models import Finding, RegisteredModel, ScoreResult, StudyScoring
 from triage.models import Instance, Patient, Series, Study
-from worklist.models import WorklistEntry
+from worklist.models import AIFeedback, Alert, WorklistEntry
 
 #: Keyword arguments of StudyFactory that belong to the study's worklist entry.
 ENTRY_FIELDS = frozenset(
@@ -95,3 +95,79 @@ def scoring_of(study: Study | int) -> StudyScoring:
     """The study's scoring row, as the database has it now."""
     study_id = study if isinstance(study, int) else study.pk
     return StudyScoring.objects.get(study_id=study_id)
+
+
+class RegisteredModelFactory(DjangoModelFactory[RegisteredModel]):
+    """A model in the registry; one per model_id (get_or_create)."""
+
+    class Meta:
+        model = RegisteredModel
+        django_get_or_create = ("model_id",)
+
+    model_id = "ich-demo"
+    version = "1.0"
+    name = "ICH demo"
+
+
+class ScoreResultFactory(DjangoModelFactory[ScoreResult]):
+    """A current, scored, active result of a study."""
+
+    class Meta:
+        model = ScoreResult
+
+    study = SubFactory(StudyFactory)
+    model = SubFactory(RegisteredModelFactory)
+    model_version = LazyAttribute(lambda r: r.model.version)
+    model_sha256 = "0" * 64
+    instance_set = Sequence(lambda n: f"set-{n}")
+    status = "scored"
+    mode = "active"
+    scored_at = LazyFunction(timezone.now)
+
+
+class FindingFactory(DjangoModelFactory[Finding]):
+    """A finding of a result, positive when its probability reaches the
+    threshold; the study is the result's."""
+
+    class Meta:
+        model = Finding
+
+    result = SubFactory(ScoreResultFactory)
+    study = LazyAttribute(lambda f: f.result.study)
+    code = "ich"
+    display = LazyAttribute(lambda f: f.code.upper())
+    severity = "critical"
+    probability = 0.94
+    threshold = 0.5
+    positive = LazyAttribute(lambda f: f.probability >= f.threshold)
+    shadow = LazyAttribute(lambda f: f.result.mode == "shadow")
+    created_at = LazyFunction(timezone.now)
+
+
+class AlertFactory(DjangoModelFactory[Alert]):
+    """An open critical-finding alert on a study."""
+
+    class Meta:
+        model = Alert
+
+    study = SubFactory(StudyFactory)
+    finding_code = "ich"
+    finding_display = "ICH"
+    severity = "critical"
+    probability = 0.94
+    threshold = 0.5
+    raised_at = LazyFunction(timezone.now)
+    updated_at = LazyFunction(timezone.now)
+
+
+class AIFeedbackFactory(DjangoModelFactory[AIFeedback]):
+    """A reader's verdict on a study's finding."""
+
+    class Meta:
+        model = AIFeedback
+
+    study = SubFactory(StudyFactory)
+    finding_code = "ich"
+    verdict = "agree"
+    created_at = LazyFunction(timezone.now)
+    updated_at = LazyFunction(timezone.now)

@@ -15,7 +15,7 @@ from django.utils import timezone
 from inference import followups, services, tasks
 from inference.models import ScoringFollowUp
 from inference.signals import study_scored
-from tests.factories import entry_of
+from tests.factories import AlertFactory, entry_of
 from triage.models import AuditEvent, Study
 from worklist.alerts.models import Alert
 from worklist.vocabulary import ReadingStatus
@@ -175,15 +175,7 @@ def test_the_database_refuses_a_second_alert_for_one_finding(bleed: Study) -> No
     followups.run(bleed.pk, now=timezone.now())
     alert = Alert.objects.get(study=bleed)
     with pytest.raises(IntegrityError), transaction.atomic():
-        Alert.objects.create(
-            study=bleed,
-            finding_code=alert.finding_code,
-            severity=alert.severity,
-            probability=alert.probability,
-            threshold=alert.threshold,
-            raised_at=timezone.now(),
-            updated_at=timezone.now(),
-        )
+        AlertFactory.create(study=bleed, finding_code=alert.finding_code)
 
 
 def test_the_worklist_receivers_let_a_failure_through_for_a_retry(

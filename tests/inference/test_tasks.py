@@ -95,7 +95,9 @@ def test_transient_storage_errors_are_retried_then_scored(small_ct: Study) -> No
         return real(*args, **kwargs)
 
     with mock.patch("inference.preprocess.read_series", side_effect=flaky):
-        tasks.score_study.apply(args=(small_ct.pk,))
+        outcome = tasks.score_study.apply(args=(small_ct.pk,))
+    # Retried inline (eager) until it succeeded: no exception left over.
+    assert outcome.successful(), outcome.traceback
     assert calls["n"] == 3
     small_ct.refresh_from_db()
     assert scoring_of(small_ct).ai_status == AIStatus.SCORED
@@ -112,7 +114,10 @@ def test_retries_use_backoff_and_then_fail_the_study_with_a_reason(
     with mock.patch(
         "inference.preprocess.read_series", side_effect=OSError(5, "I/O error")
     ):
-        tasks.score_study.apply(args=(small_ct.pk,))
+        outcome = tasks.score_study.apply(args=(small_ct.pk,))
+    # Given up on with the storage error itself, not some other exception.
+    assert outcome.failed()
+    assert isinstance(outcome.result, services.TransientScoringError)
     small_ct.refresh_from_db()
     assert scoring_of(small_ct).ai_status == AIStatus.FAILED
     assert scoring_of(small_ct).ai_status_reason.startswith("gave up after 3 retries")
@@ -124,7 +129,9 @@ def test_the_time_limit_fails_the_study_with_a_reason(small_ct: Study) -> None:
     with mock.patch.object(
         services, "score_study", side_effect=SoftTimeLimitExceeded()
     ):
-        tasks.score_study.apply(args=(small_ct.pk,))
+        outcome = tasks.score_study.apply(args=(small_ct.pk,))
+    assert outcome.failed()
+    assert isinstance(outcome.result, SoftTimeLimitExceeded)
     small_ct.refresh_from_db()
     assert scoring_of(small_ct).ai_status == AIStatus.FAILED
     assert "longer than 300 s" in scoring_of(small_ct).ai_status_reason
@@ -163,4 +170,6 @@ def test_the_sweeper_queues_stuck_studies_again(
 
 
 def test_a_task_for_a_deleted_study_exits_cleanly(db: None) -> None:
-    tasks.score_study.apply(args=(999_999,))
+    outcome = tasks.score_study.apply(args=(999_999,), throw=True)
+    assert outcome.successful()
+    assert not StudyScoring.objects.filter(study_id=999_999).exists()

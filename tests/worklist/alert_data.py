@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from inference.models import Finding, RegisteredModel, ScoreResult
+from inference.models import Finding, ScoreResult
 from inference.vocabulary import AIStatus
-from tests.factories import StudyFactory
+from tests.factories import FindingFactory, ScoreResultFactory, StudyFactory
 from triage.models import Study
 from worklist.vocabulary import ReadingStatus
 
@@ -38,30 +38,16 @@ def add_finding(
     supersede: bool = True,
 ) -> Finding:
     """A new current result with one finding; earlier results are superseded."""
-    model, _ = RegisteredModel.objects.get_or_create(
-        model_id="ich-demo", defaults={"version": "1.0", "name": "ICH demo"}
-    )
     if supersede and not shadow:
         ScoreResult.objects.filter(study=study, mode="active").update(is_current=False)
-    result = ScoreResult.objects.create(
-        study=study,
-        model=model,
-        model_version="1.0",
-        model_sha256="0" * 64,
-        instance_set=f"{study.pk}-{ScoreResult.objects.count()}",
-        status="scored",
-        mode="shadow" if shadow else "active",
-        scored_at=NOW,
+    result = ScoreResultFactory.create(
+        study=study, mode="shadow" if shadow else "active", scored_at=NOW
     )
-    return Finding.objects.create(
+    return FindingFactory.create(
         result=result,
-        study=study,
         code=code,
-        display=code.upper(),
         severity=severity,
         probability=probability,
         threshold=threshold,
-        positive=probability >= threshold,
-        shadow=shadow,
         created_at=NOW,
     )

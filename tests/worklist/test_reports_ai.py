@@ -23,11 +23,18 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from inference.models import Finding, RegisteredModel, ScoreResult, ScoreStatus
-from tests.factories import PatientFactory, SeriesFactory, StudyFactory
+from inference.models import RegisteredModel, ScoreStatus
+from tests.factories import (
+    AIFeedbackFactory,
+    FindingFactory,
+    PatientFactory,
+    ScoreResultFactory,
+    SeriesFactory,
+    StudyFactory,
+)
 from triage.models import Patient, Series, Study
 from triage.roles import Role
-from worklist.models import AIFeedback, FeedbackVerdict
+from worklist.models import FeedbackVerdict
 from worklist.reports.ai import AiFilters, AiReport, ai_report
 from worklist.tat import population_stability_index
 
@@ -106,38 +113,20 @@ def fixture_studies() -> dict[str, Study]:
     studies = {}
     for name, patient, scanner, status, probability, verdict, current, at in plan:
         study, series = _study(patient, scanner)
-        result = ScoreResult.objects.create(
+        result = ScoreResultFactory.create(
             study=study,
             model=model,
-            model_version="1.0",
-            model_sha256="0" * 64,
             series=series,
             instance_set=name,
             status=status,
-            mode="active",
             is_current=current,
             scored_at=at,
         )
         if probability is not None:
-            Finding.objects.create(
-                result=result,
-                study=study,
-                code="ich",
-                display="ICH",
-                severity="critical",
-                probability=probability,
-                threshold=0.5,
-                positive=probability >= 0.5,
-                created_at=at,
-            )
+            FindingFactory.create(result=result, probability=probability, created_at=at)
         if verdict is not None:
-            AIFeedback.objects.create(
-                study=study,
-                finding_code="ich",
-                user=reader,
-                verdict=verdict,
-                created_at=at,
-                updated_at=at,
+            AIFeedbackFactory.create(
+                study=study, user=reader, verdict=verdict, created_at=at, updated_at=at
             )
         studies[name] = study
     return studies

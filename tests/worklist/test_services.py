@@ -10,10 +10,10 @@ import pytest
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from inference.models import Finding, RegisteredModel, ScoreResult
+from inference.models import Finding
 from inference.signals import study_scored
 from inference.vocabulary import AIStatus
-from tests.factories import StudyFactory, entry_of
+from tests.factories import FindingFactory, ScoreResultFactory, StudyFactory, entry_of
 from triage.models import AuditEvent, Study, StudyEvent
 from triage.roles import Role
 from triage.signals import study_changed
@@ -360,29 +360,14 @@ def make_finding(
     severity: str = "critical",
     heatmap_path: str = "",
 ) -> Finding:
-    model, _ = RegisteredModel.objects.get_or_create(
-        model_id="ich-demo", defaults={"version": "1.0", "name": "ICH demo"}
+    result = ScoreResultFactory.create(
+        study=study, mode="shadow" if shadow else "active", scored_at=NOW
     )
-    result = ScoreResult.objects.create(
-        study=study,
-        model=model,
-        model_version="1.0",
-        model_sha256="0" * 64,
-        instance_set=f"{study.pk}-{probability}-{shadow}",
-        status="scored",
-        mode="shadow" if shadow else "active",
-        scored_at=NOW,
-    )
-    return Finding.objects.create(
+    return FindingFactory.create(
         result=result,
-        study=study,
-        code="ich",
-        display="ICH",
         severity=severity,
         probability=probability,
-        threshold=0.5,
         positive=positive,
-        shadow=shadow,
         heatmap_path=heatmap_path,
         created_at=NOW,
     )
