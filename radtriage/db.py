@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from django.db import connection, transaction
 from django.db.models import Model
@@ -100,3 +101,50 @@ def insert_rows(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [int(key) for (key,) in cursor.fetchall()]
+
+
+_Gathered = TypeVar("_Gathered")
+
+
+class OnCommitBatch(Generic[_Gathered]):
+    """What one transaction gathers, acted on once after it commits.
+
+    ``current()`` gives this thread's transaction its own ``make()``; the
+    first call registers ``act(gathered)`` to run on commit. A rolled-back
+    transaction drops the callback, and with it what was gathered; the next
+    transaction starts afresh.
+    """
+
+    def __init__(
+        self, make: Callable[[], _Gathered], act: Callable[[_Gathered], None]
+    ) -> None:
+        self._make, self._act = make, act
+        self._local = threading.local()
+
+    def current(self) -> _Gathered | None:
+        """This transaction's gathering, or None outside a transaction."""
+        connection = transaction.get_connection()
+        if not connection.in_atomic_block:
+            return None
+        run: _Run[_Gathered] | None = getattr(self._local, "run", None)
+        pending = run is not None and any(
+            func is run for _, func, _ in connection.run_on_commit
+        )
+        # Acted on already: a test's captured callbacks stay listed after they ran.
+        if run is None or run.done or not pending:
+            run = _Run(self._make(), self._act)
+            self._local.run = run
+            transaction.on_commit(run)
+        return run.gathered
+
+
+class _Run(Generic[_Gathered]):
+    """One transaction's on-commit callback with what it gathered."""
+
+    def __init__(self, gathered: _Gathered, act: Callable[[_Gathered], None]) -> None:
+        self.gathered, self._act = gathered, act
+        self.done = False
+
+    def __call__(self) -> None:
+        self.done = True
+        self._act(self.gathered)

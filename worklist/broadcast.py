@@ -29,9 +29,9 @@ import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import transaction
 from redis.commands.core import Script
 
+from radtriage.db import OnCommitBatch
 from worklist.consumers import WORKLIST_GROUP, session_group, user_group
 
 logger = logging.getLogger(__name__)
@@ -191,10 +191,8 @@ class _Batch:
 
     upserted: dict[int, StudyUpsert] = field(default_factory=dict)
     removed: set[int] = field(default_factory=set)
-    sent: bool = False
 
     def flush(self) -> None:
-        self.sent = True
         upserts = [u for i, u in self.upserted.items() if i not in self.removed]
         removed = sorted(self.removed)
         # A part that fails is logged by the broadcaster; the rest still go,
@@ -206,24 +204,12 @@ class _Batch:
             )
 
 
-_batches = threading.local()
+_batches = OnCommitBatch(_Batch, _Batch.flush)
 
 
 def _current_batch() -> _Batch | None:
     """This transaction's batch, or None outside a transaction."""
-    connection = transaction.get_connection()
-    if not connection.in_atomic_block:
-        return None
-    batch: _Batch | None = getattr(_batches, "batch", None)
-    # A rolled-back transaction drops its callback with the batch in it.
-    pending = batch is not None and any(
-        func == batch.flush for _, func, _ in connection.run_on_commit
-    )
-    if batch is None or batch.sent or not pending:
-        batch = _Batch()
-        _batches.batch = batch
-        transaction.on_commit(batch.flush)
-    return batch
+    return _batches.current()
 
 
 def queue_study_changed(study_id: int, version: int, priority_score: float) -> None:

@@ -17,9 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from django.conf import settings
@@ -29,6 +27,7 @@ from django.utils import timezone
 
 from inference.models import Finding
 from inference.vocabulary import AIStatus
+from radtriage.db import OnCommitBatch
 from triage.models import Study
 from triage.vocabulary import OrderPriority, PatientClass, Severity
 from worklist import broadcast
@@ -282,23 +281,15 @@ def ensure_entries(study_ids: Iterable[int] | None = None) -> int:
 # --- refreshing once per transaction -------------------------------------------
 
 
-@dataclass
-class _Pending:
-    """Studies queued in one transaction, refreshed once it commits."""
-
-    study_ids: set[int] = field(default_factory=set)
-    done: bool = False
-
-    def run(self) -> None:
-        self.done = True
-        try:
-            refresh_entries(self.study_ids, now=timezone.now())
-        except Exception:
-            # The change itself is committed; the periodic refresh catches up.
-            logger.exception("refreshing worklist entries failed")
+def _refresh_committed(study_ids: set[int]) -> None:
+    try:
+        refresh_entries(study_ids, now=timezone.now())
+    except Exception:
+        # The change itself is committed; the periodic refresh catches up.
+        logger.exception("refreshing worklist entries failed")
 
 
-_pending = threading.local()
+_pending: OnCommitBatch[set[int]] = OnCommitBatch(set, _refresh_committed)
 
 
 def queue_refresh(study_id: int) -> None:
@@ -307,17 +298,8 @@ def queue_refresh(study_id: int) -> None:
     However many changes a transaction makes to one study (scored, alert
     raised), its entry is refreshed, and a delta queued, once.
     """
-    connection = transaction.get_connection()
-    if not connection.in_atomic_block:
+    pending = _pending.current()
+    if pending is None:
         recompute_priority(study_id, now=timezone.now())
         return
-    pending: _Pending | None = getattr(_pending, "pending", None)
-    # A rolled-back transaction drops its callback with the pending set in it.
-    registered = pending is not None and any(
-        func == pending.run for _, func, _ in connection.run_on_commit
-    )
-    if pending is None or pending.done or not registered:
-        pending = _Pending()
-        _pending.pending = pending
-        transaction.on_commit(pending.run)
-    pending.study_ids.add(study_id)
+    pending.add(study_id)
