@@ -23,18 +23,16 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
-from tests.harness.web import web_command
-from tests.integration.conftest import (  # noqa: F401 - fixtures
-    REPO_ROOT,
+from tests.harness.processes import REPO_ROOT, ManagedProcess, free_port
+from tests.harness.services import (  # noqa: F401 - fixtures
     database_url,
-    free_port,
     postgres_admin_url,
     production_env,
     redis_url,
     start_process,
 )
+from tests.harness.web import web_command
 from tests.integration.dicom_peers import query
-from tests.integration.processes import ManagedProcess
 from tests.integration.test_ingest_outage import (  # noqa: F401 - fixture
     PrivatePostgres,
     private_postgres,

@@ -7,7 +7,7 @@ import secrets
 import subprocess
 import sys
 
-from tests.integration.conftest import REPO_ROOT
+from tests.harness.processes import REPO_ROOT
 
 
 def test_turnaround_figures_match_the_hand_computed_fixture_on_postgresql(
