@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,12 +21,7 @@ from radtriage.process_health import (
     probe_web,
     probe_worker,
 )
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.harness.processes import free_port
 
 
 class _Healthz(BaseHTTPRequestHandler):
@@ -71,7 +65,7 @@ def test_web_probe_fails_on_an_error_status(
 
 
 def test_web_probe_fails_when_nothing_listens() -> None:
-    assert not probe_web("127.0.0.1", _closed_port()).healthy
+    assert not probe_web("127.0.0.1", free_port()).healthy
 
 
 @pytest.fixture
@@ -101,7 +95,7 @@ def test_listener_probe_counts_a_rejection_as_an_answer(echo_scp: int) -> None:
 
 
 def test_listener_probe_fails_when_nothing_listens() -> None:
-    assert not probe_listener("127.0.0.1", _closed_port(), "RADTRIAGE").healthy
+    assert not probe_listener("127.0.0.1", free_port(), "RADTRIAGE").healthy
 
 
 def test_beat_probe_reads_the_schedule_file_age(tmp_path: Path) -> None:
@@ -125,7 +119,7 @@ def test_worker_probe_fails_when_no_worker_answers(
 
 def test_healthcheck_command_exits_non_zero_when_unhealthy() -> None:
     with (
-        override_settings(RADTRIAGE_WEB_PORT=_closed_port()),
+        override_settings(RADTRIAGE_WEB_PORT=free_port()),
         pytest.raises(CommandError, match="unhealthy: web"),
     ):
         call_command("healthcheck", process="web")

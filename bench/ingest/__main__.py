@@ -31,7 +31,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,9 @@ from pathlib import Path
 
 import psycopg
 import requests
+
+from tests.harness.processes import ManagedProcess, clean_env, free_port, run_manage
+from tests.harness.web import web_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE = REPO_ROOT / "bench" / "out"
@@ -160,44 +162,14 @@ def study_files(seed: int, slices: int, size: int) -> list[Path]:
     return sorted(folder.glob("*.dcm"))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"exited early:\n{log.read_text(errors='replace')}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"never listened on {port}:\n{log.read_text(errors='replace')}")
-
-
 @contextmanager
 def process(
     args: list[str], log: Path, env: dict[str, str], port: int
-) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as output:
-        popen = subprocess.Popen(
-            args, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
-        )
-        try:
-            wait_for_port(port, popen, log)
-            yield popen
-        finally:
-            popen.terminate()
-            try:
-                popen.wait(20)
-            except subprocess.TimeoutExpired:
-                popen.kill()
-                popen.wait()
+) -> Iterator[ManagedProcess]:
+    """A receiver, started and listening on ``port``; stopped on the way out."""
+    with ManagedProcess.start(log.stem, args, env=env, log_path=log) as receiver:
+        receiver.wait_for_port(port)
+        yield receiver
 
 
 def storescu(port: int, called_ae: str, files: list[Path]) -> float:
@@ -277,8 +249,8 @@ def orthanc(folder: Path) -> Iterator[tuple[int, str]]:
     env = {**os.environ, **DCMTK_ENV}
     with process(
         ["Orthanc", str(folder / "orthanc.json")], folder / "log", env, http_port
-    ) as popen:
-        wait_for_port(dicom_port, popen, folder / "log")
+    ) as receiver:
+        receiver.wait_for_port(dicom_port)
         yield dicom_port, f"http://127.0.0.1:{http_port}"
 
 
@@ -291,19 +263,14 @@ class RadTriage:
         self.database_url = postgres_url.rsplit("/", 1)[0] + "/" + self.name
         self.work = work
         self.storage = work / "radtriage-dicom"
-        self.env = {
-            **{
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith(("DJANGO_", "RADTRIAGE_", "DATABASE_", "REDIS_"))
-            },
-            "DATABASE_URL": self.database_url,
-            "REDIS_URL": redis_url,
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "RADTRIAGE_VAR_DIR": str(work / "radtriage-var"),
-            "RADTRIAGE_STORAGE_DIR": str(self.storage),
-            "LOG_LEVEL": "WARNING",
-        }
+        self.env = clean_env(
+            DATABASE_URL=self.database_url,
+            REDIS_URL=redis_url,
+            SECRET_KEY=secrets.token_urlsafe(50),
+            RADTRIAGE_VAR_DIR=str(work / "radtriage-var"),
+            RADTRIAGE_STORAGE_DIR=str(self.storage),
+            LOG_LEVEL="WARNING",
+        )
         self.token = ""
 
     def create(self) -> None:
@@ -317,16 +284,7 @@ class RadTriage:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
     def manage(self, *args: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=REPO_ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=True,
-        )
-        return result.stdout
+        return run_manage(self.env, *args)
 
     def reset(self) -> None:
         """Forget every study: the next send starts from an empty archive."""
@@ -355,8 +313,8 @@ class RadTriage:
             self.work / "listener.log",
             env,
             port,
-        ) as popen:
-            sampler = PeakMemory(popen.pid)
+        ) as listener:
+            sampler = PeakMemory(listener.popen.pid)
             sampler.start()
             try:
                 yield port, sampler.peak_megabytes
@@ -367,18 +325,7 @@ class RadTriage:
     def web(self) -> Iterator[str]:
         port = free_port()
         with process(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "radtriage.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
+            web_command(port, log_level="warning"),
             self.work / "web.log",
             self.env,
             port,

@@ -19,7 +19,6 @@ import itertools
 import json
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,50 +31,17 @@ from playwright.sync_api import sync_playwright
 
 from demo.synthetic import HemorrhageType, make_ct_head_study
 from demo.synthetic.dicom import write_study
+from tests.harness.processes import ManagedProcess, clean_env, free_port, run_manage
 
-REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("RADTRIAGE_TEST_CHROMIUM", "/usr/bin/chromium"))
 PASSWORD = secrets.token_urlsafe(12)
 STAGES = ("quiet period", "scoring", "alerting", "delivery")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
-
-
-def wait_for_port(port: int, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"port {port} did not open")
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"manage.py {args[0]} failed:\n{result.stderr}")
-    return result.stdout
 
 
 def main() -> None:
@@ -88,12 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-notification-"))
     web_port, dicom_port = free_port(), free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "RADTRIAGE_", "DATABASE_", "REDIS_"))
-    }
-    env.update(
+    env = clean_env(
         RADTRIAGE_VAR_DIR=str(work / "var"),
         RADTRIAGE_WEB_PORT=str(web_port),
         RADTRIAGE_DICOM_PORT=str(dicom_port),
@@ -111,21 +72,18 @@ def main() -> None:
             hemorrhage=HemorrhageType.SUBDURAL,
         )
         folders.append(write_study(study, work / f"study-{i}"))
-    manage(env, "migrate", "--noinput")
-    manage(env, "seed_demo", "--studies", "0", "--password", PASSWORD)
-    log = (work / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "manage.py", "serve"],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    run_manage(env, "migrate", "--noinput", timeout=600)
+    run_manage(env, "seed_demo", "--studies", "0", "--password", PASSWORD, timeout=600)
     observed: list[float] = []
     missed = 0
-    try:
-        wait_for_port(web_port)
-        wait_for_port(dicom_port)
+    with ManagedProcess.start(
+        "serve",
+        [sys.executable, "manage.py", "serve"],
+        env=env,
+        log_path=work / "serve.log",
+    ) as server:
+        server.wait_for_port(web_port, timeout=120)
+        server.wait_for_port(dicom_port, timeout=120)
         base = f"http://127.0.0.1:{web_port}"
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
@@ -176,7 +134,7 @@ def main() -> None:
             time.sleep(1.0)  # the last receipt reaches the server
             browser.close()
         stamps = json.loads(
-            manage(
+            run_manage(
                 env,
                 "shell",
                 "-c",
@@ -188,13 +146,6 @@ def main() -> None:
             .strip()
             .splitlines()[-1]
         )
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
     report(args, observed, missed, stamps)
 
 

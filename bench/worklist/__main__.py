@@ -21,9 +21,7 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import secrets
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,6 +34,8 @@ import requests
 import websockets
 
 from bench._copy import copy_rows
+from tests.harness.processes import Processes, clean_env, free_port
+from tests.harness.web import log_in, web_command
 
 ADMIN_URL = os.environ.get(
     "BENCH_POSTGRES_URL",
@@ -44,7 +44,6 @@ ADMIN_URL = os.environ.get(
     ),
 )
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
-REPO = Path(__file__).resolve().parents[2]
 NULL = "\\N"
 PASSWORD = secrets.token_urlsafe(16)
 API_TARGET_P95_MS = 50.0
@@ -180,26 +179,6 @@ def load(url: str, n: int, n_open: int, reader_id: int) -> None:
         conn.execute("VACUUM ANALYZE")
 
 
-def login(base: str) -> requests.Session:
-    session = requests.Session()
-    page = session.get(f"{base}/accounts/login/", timeout=10)
-    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
-    assert match is not None
-    response = session.post(
-        f"{base}/accounts/login/",
-        data={
-            "csrfmiddlewaretoken": match.group(1),
-            "username": "bench_reader",
-            "password": PASSWORD,
-        },
-        headers={"Referer": f"{base}/accounts/login/"},
-        timeout=10,
-        allow_redirects=False,
-    )
-    assert response.status_code == 302, response.text
-    return session
-
-
 def time_api(
     base: str, session: requests.Session, repeat: int
 ) -> dict[str, list[float]]:
@@ -333,19 +312,15 @@ def main(argv: list[str] | None = None) -> int:
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    web: subprocess.Popen[bytes] | None = None
+    work = Path("/tmp") / name
+    processes = Processes(work)
     try:
         redis.Redis.from_url(REDIS_URL).flushdb()
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("DJANGO_", "RADTRIAGE_", "DATABASE_", "REDIS_"))
-        }
-        env.update(
+        env = clean_env(
             DATABASE_URL=url,
             REDIS_URL=REDIS_URL,
             SECRET_KEY=secrets.token_urlsafe(50),
-            RADTRIAGE_VAR_DIR=str(Path("/tmp") / name),
+            RADTRIAGE_VAR_DIR=str(work),
             DATABASE_POOL_MAX="20",
         )
         os.environ.update(env)
@@ -367,28 +342,11 @@ def main(argv: list[str] | None = None) -> int:
             f"in {time.perf_counter() - start:.1f} s"
         )
 
-        port = _free_port()
+        port = free_port()
         base = f"http://127.0.0.1:{port}"
-        web = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "radtriage.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        _wait_for(base)
-        session = login(base)
+        web = processes.start("web", web_command(port, log_level="warning"), env=env)
+        web.wait_for_http(f"{base}/healthz")
+        session = log_in(base, "bench_reader", PASSWORD)
 
         api = time_api(base, session, args.requests)
         print("\nFirst page of GET /api/studies/ (50 rows, HTTP, ms):")
@@ -433,9 +391,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0 if api_ok and fan_ok else 1
     finally:
-        if web is not None:
-            web.terminate()
-            web.wait(10)
+        # SIGTERM, then SIGKILL after a grace period: never raises, never hangs.
+        processes.stop_all()
         from django.db import connections
 
         connections.close_all()
@@ -444,26 +401,6 @@ def main(argv: list[str] | None = None) -> int:
         else:
             with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_for(base: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f"{base}/healthz", timeout=5)
-            return
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise RuntimeError("the web process did not start")
 
 
 if __name__ == "__main__":

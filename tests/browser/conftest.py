@@ -8,7 +8,6 @@ fail instead.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,8 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-from tests.integration.conftest import REPO_ROOT, free_port
-from tests.integration.processes import ManagedProcess
+from tests.harness.processes import ManagedProcess, clean_env, free_port, run_manage
 
 CHROMIUM = Path(os.environ.get("RADTRIAGE_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -51,18 +49,7 @@ class RunningServer:
 
     def manage(self, *args: str) -> str:
         """Run a management command against this server's database."""
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=REPO_ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise AssertionError(f"manage.py {args} failed:\n{result.stderr}")
-        return result.stdout
+        return run_manage(self.env, *args)
 
 
 @pytest.fixture(scope="module")
@@ -70,46 +57,26 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """The embedded one-process server (web, listener, worker, beat) on SQLite."""
     var_dir = tmp_path_factory.mktemp("var")
     web_port, dicom_port = free_port(), free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DJANGO_", "RADTRIAGE_", "DATABASE_", "REDIS_"))
-    }
-    env.update(
+    env = clean_env(
         RADTRIAGE_VAR_DIR=str(var_dir),
         RADTRIAGE_WEB_PORT=str(web_port),
         RADTRIAGE_DICOM_PORT=str(dicom_port),
         PYTHONUNBUFFERED="1",
     )
-    for args in (("migrate", "--noinput"), ("seed_demo", "--studies", "0")):
-        subprocess.run(
-            [
-                sys.executable,
-                "manage.py",
-                *args,
-                *(("--password", DEMO_PASSWORD) if args[0] == "seed_demo" else ()),
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
+    run_manage(env, "migrate", "--noinput")
+    run_manage(env, "seed_demo", "--studies", "0", "--password", DEMO_PASSWORD)
     process = ManagedProcess.start(
         "serve",
         [sys.executable, "manage.py", "serve"],
-        cwd=REPO_ROOT,
         env=env,
         log_path=var_dir / "serve.log",
     )
-    try:
+    with process:
         process.wait_for_port(web_port)
         process.wait_for_port(dicom_port)
         yield RunningServer(
             f"http://127.0.0.1:{web_port}", dicom_port, var_dir, process, env
         )
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")

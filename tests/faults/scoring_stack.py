@@ -13,8 +13,8 @@ from pydicom.uid import CTImageStorage
 from pynetdicom import AE
 
 from demo.synthetic import SyntheticStudy
+from tests.harness.processes import ManagedProcess
 from tests.integration.dicom_peers import Listener
-from tests.integration.processes import ManagedProcess
 
 # Quick stability so a test waits on its fault, not on quiet periods; the
 # lease, reclaim and follow-up knobs keep their production defaults (15 s,

@@ -10,7 +10,6 @@ cluster (initdb, pg_ctl) that logs to a file the test then reads.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Callable
 
@@ -23,18 +22,16 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
-from tests.harness.web import web_command
-from tests.integration.conftest import (  # noqa: F401 - fixtures
-    REPO_ROOT,
+from tests.harness.processes import ManagedProcess, free_port, run_manage
+from tests.harness.services import (  # noqa: F401 - fixtures
     database_url,
-    free_port,
     postgres_admin_url,
     production_env,
     redis_url,
     start_process,
 )
+from tests.harness.web import web_command
 from tests.integration.dicom_peers import query
-from tests.integration.processes import ManagedProcess
 from tests.integration.test_ingest_outage import (  # noqa: F401 - fixture
     PrivatePostgres,
     private_postgres,
@@ -47,19 +44,6 @@ SUCCESS = 0x0000
 BOUNDARY = "RadTriageFaultBoundary"
 
 
-def manage(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=True,
-    )
-    return result.stdout
-
-
 def on_private(
     private_postgres: PrivatePostgres, production_env: dict[str, str]
 ) -> dict[str, str]:
@@ -68,7 +52,7 @@ def on_private(
         "DATABASE_URL": private_postgres.url,
         "DATABASE_POOL_TIMEOUT": "2",
     }
-    manage(env, "migrate", "--noinput")
+    run_manage(env, "migrate", "--noinput", timeout=180)
     return env
 
 
@@ -164,7 +148,7 @@ def test_a_multi_part_stow_of_new_patients_leaves_no_error_in_the_server_log(
     start_process: Callable[..., ManagedProcess],
 ) -> None:
     env = on_private(private_postgres, production_env)
-    token = manage(env, "set_integration_user", "pacs").strip()
+    token = run_manage(env, "set_integration_user", "pacs", timeout=180).strip()
     port = free_port()
     web = start_process(
         "web",

@@ -19,10 +19,8 @@ from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
 from demo.synthetic import write_study
-from tests.harness.services import wait_until
-from tests.integration.conftest import free_port
+from tests.harness.processes import ManagedProcess, free_port, wait_until
 from tests.integration.dicom_peers import query, require_program, run_dcmtk
-from tests.integration.processes import ManagedProcess
 from tests.triage.dicom_data import ct_study
 
 SLICES = 24

@@ -22,9 +22,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from tests.fuzz.dicom import pdu_header, write_deflated_instance
-from tests.integration.conftest import (  # noqa: F401 - fixtures
+from tests.harness.processes import ManagedProcess, free_port
+from tests.harness.services import (  # noqa: F401 - fixtures
     database_url,
-    free_port,
     manage,
     migrated,
     postgres_admin_url,
@@ -33,7 +33,6 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures
     start_process,
 )
 from tests.integration.dicom_peers import query
-from tests.integration.processes import ManagedProcess
 from tests.triage.dicom_data import ct_study
 
 pytestmark = pytest.mark.integration

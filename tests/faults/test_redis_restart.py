@@ -27,14 +27,13 @@ from tests.faults.scoring_stack import (
     start_beat,
     study_state,
 )
-from tests.harness.services import REPO_ROOT, free_port, wait_until
+from tests.harness.processes import REPO_ROOT, ManagedProcess, free_port, wait_until
 from tests.integration.dicom_peers import (  # noqa: F401 - fixtures
     Listener,
     query,
     require_program,
     start_listener,
 )
-from tests.integration.processes import ManagedProcess
 
 # The stuck-queued sweep is what finds a task the restart lost: its production
 # defaults (300 s, swept every 60 s) are shortened here so CI waits seconds.

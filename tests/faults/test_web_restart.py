@@ -18,9 +18,8 @@ from typing import Any
 import requests
 import websockets
 
-from tests.harness.services import free_port
+from tests.harness.processes import ManagedProcess, free_port
 from tests.harness.web import log_in, web_command
-from tests.integration.processes import ManagedProcess
 
 CLIENTS = 5
 # From the restart to every client connected again: uvicorn's start (a few

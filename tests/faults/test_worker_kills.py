@@ -26,12 +26,11 @@ from tests.faults.scoring_stack import (
     start_beat,
     study_state,
 )
-from tests.harness.services import wait_until
+from tests.harness.processes import ManagedProcess, wait_until
 from tests.integration.dicom_peers import (  # noqa: F401 - fixtures
     Listener,
     start_listener,
 )
-from tests.integration.processes import ManagedProcess
 
 # Recovery bounds, from the kill to the alert (and nothing left to follow up):
 # - before-claim: the message comes back at once (acks_late and

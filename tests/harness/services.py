@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,9 +16,13 @@ import psycopg
 import pytest
 import redis
 
-from tests.integration.processes import ManagedProcess
+from tests.harness.processes import (
+    ManagedProcess,
+    Processes,
+    clean_env,
+    run_manage,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -76,12 +76,7 @@ def redis_url() -> str:
 @pytest.fixture
 def production_env(database_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
     """The environment of a production deployment on the real services."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DJANGO_", "RADTRIAGE_", "DATABASE_", "REDIS_"))
-    }
-    env.update(
+    return clean_env(
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
         SECRET_KEY=secrets.token_urlsafe(50),
@@ -89,7 +84,6 @@ def production_env(database_url: str, redis_url: str, tmp_path: Path) -> dict[st
         RADTRIAGE_STORAGE_DIR=str(tmp_path / "dicom"),
         PYTHONUNBUFFERED="1",
     )
-    return env
 
 
 @pytest.fixture
@@ -97,22 +91,7 @@ def manage(production_env: dict[str, str]) -> Callable[..., str]:
     """Run a management command against the real services; returns stdout."""
 
     def run(*args: str, input_text: str | None = None) -> str:
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=REPO_ROOT,
-            env=production_env,
-            input=input_text,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise AssertionError(
-                f"manage.py {' '.join(args)} failed ({result.returncode}):\n"
-                f"{result.stdout}\n{result.stderr}"
-            )
-        return result.stdout
+        return run_manage(production_env, *args, input_text=input_text, timeout=180)
 
     return run
 
@@ -122,41 +101,10 @@ def migrated(manage: Callable[..., str]) -> None:
     manage("migrate", "--noinput")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def start_process(
     production_env: dict[str, str], tmp_path: Path
 ) -> Iterator[Callable[..., ManagedProcess]]:
     """Start real processes (web, worker, listener); all stopped at teardown."""
-    started: list[ManagedProcess] = []
-
-    def start(
-        name: str, args: list[str], *, extra_env: dict[str, str] | None = None
-    ) -> ManagedProcess:
-        env = {**production_env, **(extra_env or {})}
-        process = ManagedProcess.start(
-            name, args, cwd=REPO_ROOT, env=env, log_path=tmp_path / f"{name}.log"
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in reversed(started):
-        process.stop()
-
-
-def wait_until(
-    condition: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.1
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    with Processes(tmp_path, production_env) as processes:
+        yield processes.start

@@ -1,4 +1,4 @@
-"""The real web process for tests: its command line and a signed-in session."""
+"""The real web process for tests and benches: its command line, a signed-in session."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import sys
 import requests
 
 
-def web_command(port: int) -> list[str]:
+def web_command(port: int, *, log_level: str | None = None) -> list[str]:
     """uvicorn serving the ASGI application on loopback at ``port``."""
-    return [
+    command = [
         sys.executable,
         "-m",
         "uvicorn",
@@ -20,6 +20,9 @@ def web_command(port: int) -> list[str]:
         "--port",
         str(port),
     ]
+    if log_level is not None:
+        command += ["--log-level", log_level]
+    return command
 
 
 def log_in(base_url: str, username: str, password: str) -> requests.Session:

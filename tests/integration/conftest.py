@@ -6,36 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.services import (
-    POSTGRES_URL,
-    REDIS_URL,
-    REPO_ROOT,
+from tests.harness.services import (  # noqa: F401 - fixtures
     database_url,
-    free_port,
     manage,
     migrated,
     postgres_admin_url,
     production_env,
     redis_url,
     start_process,
-    wait_until,
 )
-
-# Fixtures for the tests here, and helpers older tests import from this module.
-__all__ = [
-    "POSTGRES_URL",
-    "REDIS_URL",
-    "REPO_ROOT",
-    "database_url",
-    "free_port",
-    "manage",
-    "migrated",
-    "postgres_admin_url",
-    "production_env",
-    "redis_url",
-    "start_process",
-    "wait_until",
-]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,7 @@ import psycopg
 import pytest
 import requests
 
-from tests.integration.conftest import REPO_ROOT, free_port
-from tests.integration.processes import ManagedProcess
+from tests.harness.processes import ManagedProcess, Processes, free_port
 
 ORTHANC_DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 # dcmtk (and Orthanc, built on it) leave Nagle's algorithm on unless told: about
@@ -136,7 +134,7 @@ class Orthanc:
 def start_orthanc(tmp_path: Path) -> Iterator[Callable[..., Orthanc]]:
     """Start Orthanc with its own storage, on free ports, TCP_NODELAY=1."""
     program = require_program("Orthanc", "orthanc")
-    started: list[ManagedProcess] = []
+    processes = Processes(tmp_path, {**os.environ, **DCMTK_ENV})
 
     def start(
         *, modalities: dict[str, list[object]] | None = None, dicomweb: bool = False
@@ -164,25 +162,12 @@ def start_orthanc(tmp_path: Path) -> Iterator[Callable[..., Orthanc]]:
             config["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/"}
         config_path = folder / "orthanc.json"
         config_path.write_text(json.dumps(config))
-        process = ManagedProcess.start(
-            "orthanc",
-            [program, str(config_path)],
-            cwd=REPO_ROOT,
-            env={**os.environ, **DCMTK_ENV},
-            log_path=folder / "orthanc.log",
+        process = processes.start(
+            "orthanc", [program, str(config_path)], log_path=folder / "orthanc.log"
         )
-        started.append(process)
-        process.wait_for_port(http_port)
         url = f"http://127.0.0.1:{http_port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/system", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.2)
+        process.wait_for_http(f"{url}/system")
         return Orthanc(process, url, dicom_port)
 
-    yield start
-    for process in started:
-        process.stop()
+    with processes:
+        yield start

@@ -14,8 +14,7 @@ from collections.abc import Callable
 import psycopg
 import requests
 
-from tests.integration.conftest import free_port
-from tests.integration.processes import ManagedProcess
+from tests.harness.processes import ManagedProcess, free_port
 
 STUDIES = 8
 

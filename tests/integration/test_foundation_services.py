@@ -10,9 +10,8 @@ import psycopg
 import pytest
 import websockets
 
+from tests.harness.processes import ManagedProcess, celery_worker, free_port, wait_until
 from tests.harness.web import log_in, web_command
-from tests.integration.conftest import free_port, wait_until
-from tests.integration.processes import ManagedProcess, celery_worker
 
 
 def test_migrations_apply_and_reverse_on_postgresql(

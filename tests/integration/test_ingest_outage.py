@@ -26,7 +26,7 @@ from pynetdicom.association import Association
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
 from demo.synthetic import write_study
-from tests.integration.conftest import REPO_ROOT, free_port
+from tests.harness.processes import REPO_ROOT, ManagedProcess, free_port
 from tests.integration.dicom_peers import (
     files_under,
     query,
@@ -34,7 +34,6 @@ from tests.integration.dicom_peers import (
     run_dcmtk,
     stored_sop_instance_uids,
 )
-from tests.integration.processes import ManagedProcess
 from tests.triage.dicom_data import ct_study
 
 pytest_plugins = ["tests.integration.dicom_peers"]

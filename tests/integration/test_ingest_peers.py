@@ -7,7 +7,6 @@ dicomweb-client storing by STOW-RS and searching by QIDO-RS.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 
 from demo.synthetic import SyntheticStudy, write_study
-from tests.integration.conftest import free_port
+from tests.harness.processes import ManagedProcess, free_port
 from tests.integration.dicom_peers import (
     DCMTK_ENV,
     Listener,
@@ -30,7 +29,6 @@ from tests.integration.dicom_peers import (
     run_dcmtk,
     stored_sop_instance_uids,
 )
-from tests.integration.processes import ManagedProcess
 from tests.triage.dicom_data import (
     PYDICOM_BROKEN,
     ct_study,
@@ -147,6 +145,7 @@ def test_two_senders_of_the_same_study_at_once_store_each_instance_once(
     listener: Listener,
     database_url: str,
     study_files: tuple[SyntheticStudy, list[Path]],
+    tmp_path: Path,
 ) -> None:
     storescu = require_program("storescu", "dcmtk")
     study, paths = study_files
@@ -159,17 +158,16 @@ def test_two_senders_of_the_same_study_at_once_store_each_instance_once(
         *map(str, paths),
     ]
     senders = [
-        subprocess.Popen(
+        ManagedProcess.start(
+            f"storescu-{n}",
             command,
             env={**os.environ, **DCMTK_ENV},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            log_path=tmp_path / f"storescu-{n}.log",
         )
-        for _ in range(2)
+        for n in range(2)
     ]
     for sender in senders:
-        _, errors = sender.communicate(timeout=120)
-        assert sender.returncode == 0, errors.decode()
+        assert sender.wait_exit(timeout=120) == 0, sender.log_tail()
     assert stored_sop_instance_uids(database_url) == {
         ds.SOPInstanceUID for ds in study.datasets
     }

@@ -13,9 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from demo.synthetic import write_study
-from tests.integration.conftest import wait_until
+from tests.harness.processes import ManagedProcess, celery_worker, wait_until
 from tests.integration.dicom_peers import Listener, query, require_program, run_dcmtk
-from tests.integration.processes import ManagedProcess, celery_worker
 from tests.triage.dicom_data import ct_study
 
 pytest_plugins = ["tests.integration.dicom_peers"]

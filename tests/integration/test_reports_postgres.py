@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import sys
 
-from tests.integration.conftest import REPO_ROOT
+from tests.harness.processes import REPO_ROOT, clean_env
 
 
 def test_turnaround_figures_match_the_hand_computed_fixture_on_postgresql(
     database_url: str,
 ) -> None:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DJANGO_", "RADTRIAGE_", "DATABASE_", "REDIS_"))
-    }
-    env.update(DATABASE_URL=database_url, SECRET_KEY=secrets.token_urlsafe(50))
+    env = clean_env(DATABASE_URL=database_url, SECRET_KEY=secrets.token_urlsafe(50))
     result = subprocess.run(
         [
             sys.executable,

@@ -18,13 +18,12 @@ from pydicom.uid import CTImageStorage
 from pynetdicom import AE
 
 from demo.synthetic import HemorrhageType, SyntheticStudy, make_ct_head_study
-from tests.integration.conftest import wait_until
+from tests.harness.processes import ManagedProcess, celery_worker, wait_until
 from tests.integration.dicom_peers import (  # noqa: F401 - fixtures
     Listener,
     listener,
     start_listener,
 )
-from tests.integration.processes import ManagedProcess, celery_worker
 
 QUICK = {
     "RADTRIAGE_STABILITY_SECONDS": "CT=2,*=2",

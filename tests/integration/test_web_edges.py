@@ -4,9 +4,7 @@ arrives ends with 408 instead of holding its connection for ever."""
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -14,9 +12,8 @@ from pathlib import Path
 
 import requests
 
+from tests.harness.processes import ManagedProcess, clean_env, free_port, run_manage
 from tests.harness.web import web_command
-from tests.integration.conftest import REPO_ROOT, free_port
-from tests.integration.processes import ManagedProcess
 
 SECRET_PATIENT_ID = "PID-SECRET-4711"
 SECRET_UID = "1.2.826.0.1.3680043.99.4711"
@@ -56,39 +53,23 @@ def test_uvicorn_access_log_has_no_query_strings_or_uids(
 
 
 def test_embedded_serve_access_log_has_no_query_strings(tmp_path: Path) -> None:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DJANGO_", "RADTRIAGE_", "DATABASE_", "REDIS_"))
-    }
     web_port, dicom_port = free_port(), free_port()
-    env.update(
+    env = clean_env(
         RADTRIAGE_VAR_DIR=str(tmp_path / "var"),
         RADTRIAGE_WEB_PORT=str(web_port),
         RADTRIAGE_DICOM_PORT=str(dicom_port),
         PYTHONUNBUFFERED="1",
     )
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=REPO_ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    serve = ManagedProcess.start(
+    run_manage(env, "migrate", "--noinput")
+    with ManagedProcess.start(
         "serve",
         [sys.executable, "manage.py", "serve"],
-        cwd=REPO_ROOT,
         env=env,
         log_path=tmp_path / "serve.log",
-    )
-    try:
+    ) as serve:
         serve.wait_for_port(web_port)
         _probe(f"http://127.0.0.1:{web_port}", None)
         serve.wait_for_log('"GET /dicomweb/studies HTTP/1.1" 401')
-    finally:
-        serve.stop()
     log = serve.log_text()
     assert SECRET_PATIENT_ID not in log
     assert SECRET_UID not in log

@@ -11,9 +11,8 @@ from collections.abc import Callable
 
 import websockets
 
+from tests.harness.processes import ManagedProcess, free_port
 from tests.harness.web import log_in, web_command
-from tests.integration.conftest import free_port
-from tests.integration.processes import ManagedProcess
 
 PASSWORD = "integration-password-1"
 # Well past the 5 s blocking pop and socket timeout that used to drop it.

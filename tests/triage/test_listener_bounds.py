@@ -22,8 +22,8 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from demo.synthetic import make_ct_head_study
 from tests.fuzz.dicom import pdu_header, read_pdu_type, write_deflated_instance
+from tests.harness.processes import free_port
 from tests.triage.dicom_data import ct_study
-from tests.triage.test_scp import free_port
 from triage.ingest.scp import start_listener
 from triage.ingest.transport import ASSOCIATION_PDU_LIMIT
 from triage.models import Instance

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from tests.fuzz.listener import check_listener, echo_answers, pdu_sequences
-from tests.triage.test_scp import free_port
+from tests.harness.processes import free_port
 from triage.ingest.scp import start_listener
 
 pytestmark = pytest.mark.django_db(transaction=True)
