@@ -21,16 +21,16 @@ from collections.abc import Iterable
 from datetime import date, datetime
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Prefetch
 from django.utils import timezone
 
 from inference.models import Finding
 from inference.vocabulary import AIStatus
-from radtriage.db import OnCommitBatch
+from radtriage.db import OnCommitBatch, recoverable_transaction
 from triage.models import Study
 from triage.vocabulary import OrderPriority, PatientClass, Severity
 from worklist import broadcast
+from worklist.alerts.models import Alert
 from worklist.models import WorklistEntry
 from worklist.priority import (
     FindingInput,
@@ -40,7 +40,7 @@ from worklist.priority import (
     compute_priority,
     waiting_start,
 )
-from worklist.rows import shown_state, with_live_findings
+from worklist.rows import shown_state
 from worklist.vocabulary import ReadingStatus
 
 logger = logging.getLogger(__name__)
@@ -143,13 +143,25 @@ def unclaimed_status(entry: WorklistEntry, study: Study) -> ReadingStatus:
 
 
 def studies_to_refresh(study_ids: Iterable[int]) -> list[Study]:
-    """The studies with what a refresh reads: patient, findings, open alerts."""
-    live = Finding.objects.live()
-    return list(
-        with_live_findings(Study.objects.filter(pk__in=list(study_ids)))
+    """The studies with what a refresh reads: patient, findings, open alerts.
+
+    One read of the live findings serves both the engine (all of them) and
+    the row (the positive ones, as ``with_live_findings`` gives them).
+    """
+    live = Finding.objects.live().select_related("result__model")
+    alerts = Alert.objects.unresolved().select_related("acknowledged_by")
+    studies: list[Study] = list(
+        Study.objects.filter(pk__in=list(study_ids))
         .select_related("patient", "scoring")
-        .prefetch_related(Prefetch("findings", live, to_attr="all_live_findings"))
+        .prefetch_related(
+            Prefetch("findings", live, to_attr="all_live_findings"),
+            Prefetch("alerts", alerts, to_attr="open_alerts"),
+        )
     )
+    for study in studies:
+        found: list[Finding] = getattr(study, "all_live_findings", [])
+        study.live_findings = [f for f in found if f.positive]  # type: ignore[attr-defined]
+    return studies
 
 
 def refresh(
@@ -198,27 +210,34 @@ def announce(entry: WorklistEntry, changed: Iterable[str], shown_score: float) -
         )
 
 
-@transaction.atomic
 def refresh_entries(study_ids: Iterable[int], *, now: datetime) -> int:
     """Refresh the entries of ``study_ids`` in one transaction.
 
     Entries are locked (others' locked ones skipped: whoever holds them is
     changing them and refreshes them as it does). A study without an entry
     gets one. Writes only what changed, and queues one delta per entry whose
-    row a reader would see change.
+    row a reader would see change. The commit does not wait for the disk: an
+    entry is derived state, and the periodic refresh makes again what a power
+    failure loses.
 
     Returns:
         How many entries changed.
     """
     ids = sorted(set(study_ids))
-    ensure_entries(ids)
+    with recoverable_transaction():
+        return _refresh_locked(ids, now)
+
+
+def _refresh_locked(ids: list[int], now: datetime) -> int:
     # A final entry is off the list: nothing it shows is watched any more.
-    entries = {
-        e.study_id: e
-        for e in WorklistEntry.objects.select_for_update(skip_locked=True)
-        .filter(study_id__in=ids)
-        .exclude(reading_status=ReadingStatus.FINAL)
-    }
+    locked = WorklistEntry.objects.select_for_update(skip_locked=True).filter(
+        study_id__in=ids
+    )
+    entries = {e.study_id: e for e in locked}
+    if len(entries) < len(ids) and ensure_entries(set(ids) - set(entries)):
+        entries = {e.study_id: e for e in locked.all()}
+    for study_id in [k for k, e in entries.items() if e.reading_status == "final"]:
+        del entries[study_id]
     weights = priority_weights()
     dirty: list[WorklistEntry] = []
     fields: set[str] = set()

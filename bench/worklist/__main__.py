@@ -153,7 +153,11 @@ def load(url: str, n: int, n_open: int, reader_id: int) -> None:
         _copy(
             conn,
             "inference_studyscoring",
-            {"study_id": study_ids, "ai_status": ["scored"] * n},
+            {
+                "study_id": study_ids,
+                "ai_status": ["scored"] * n,
+                "ai_status_reason": [""] * n,
+            },
         )
         _copy(
             conn,
