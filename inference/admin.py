@@ -18,8 +18,9 @@ from inference.models import (
     ModelMode,
     RegisteredModel,
     ScoreResult,
+    StudyScoring,
 )
-from triage.admin import ForAiAdministrators
+from triage.admin import ForAiAdministrators, HidesPhi, ReadOnlyForAdministrators
 
 
 class ConfigureAiPermission(ForAiAdministrators):
@@ -118,6 +119,19 @@ class RegisteredModelAdmin(ConfigureAiPermission, admin.ModelAdmin[RegisteredMod
     @admin.action(description="Disable")
     def make_disabled(self, request: HttpRequest, queryset: Any) -> None:
         self._set_mode(request, queryset, ModelMode.DISABLED)
+
+
+@admin.register(StudyScoring)
+class StudyScoringAdmin(
+    HidesPhi, ReadOnlyForAdministrators, admin.ModelAdmin[StudyScoring]
+):
+    """Where each study stands in AI screening; written by scoring alone."""
+
+    list_display = ("study_id", "ai_status", "scoring_queued_at", "scored_at")
+    list_filter = ("ai_status",)
+    ordering = ("-study_id",)
+    # A reason may quote what a model read from the images' headers.
+    phi_fields = ("ai_status_reason",)
 
 
 @admin.register(ScoreResult)

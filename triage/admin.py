@@ -140,6 +140,19 @@ class ForAiAdministrators:
         return self.has_module_permission(request)
 
 
+class ReadOnlyForAdministrators(ForAiAdministrators):
+    """Administrators (the "configure AI" permission) see these; no one edits."""
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class HidesPhi:
     """Leaves ``phi_fields`` out of every form and list for users without view_phi."""
 

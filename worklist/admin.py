@@ -1,30 +1,35 @@
-"""Admin listings for administrators: alerts and failed webhook deliveries.
+"""Admin listings for administrators: worklist entries, alerts and failed
+webhook deliveries.
 
-Read-only: alerts change only through ``worklist.alerts.services``.
+Read-only: they change only through ``worklist`` services.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 
-from triage.admin import ForAiAdministrators, HidesPhi
+from triage.admin import HidesPhi, ReadOnlyForAdministrators
 from worklist.alerts.models import Alert, WebhookDelivery
+from worklist.models import WorklistEntry
 
 
-class ReadOnlyForAdministrators(ForAiAdministrators):
-    """Administrators (the "configure AI" permission) see these; no one edits."""
-
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+@admin.register(WorklistEntry)
+class WorklistEntryAdmin(
+    HidesPhi, ReadOnlyForAdministrators, admin.ModelAdmin[WorklistEntry]
+):
+    list_display = (
+        "study_id",
+        "reading_status",
+        "claimed_by",
+        "priority_score",
+        "ai_flagged",
+        "version",
+        "finalized_at",
+    )
+    list_filter = ("reading_status", "ai_flagged")
+    ordering = ("-priority_score",)
+    # Priority components can state the patient's age.
+    phi_fields = ("priority_components",)
 
 
 @admin.register(Alert)
