@@ -281,6 +281,21 @@ def refresh_all(*, now: datetime) -> int:
     return changed
 
 
+def lock_entry(study_id: int, *related: str) -> WorklistEntry | None:
+    """The study's entry, row-locked, with ``related`` loaded; None if no study.
+
+    The entry's lock serialises the worklist's changes of one study (claims,
+    reading states, alerts). A study without an entry gets one first.
+    """
+    ensure_entries([study_id])
+    return (
+        WorklistEntry.objects.select_for_update(of=("self",))
+        .select_related(*related)
+        .filter(study_id=study_id)
+        .first()
+    )
+
+
 def ensure_entries(study_ids: Iterable[int] | None = None) -> int:
     """Create the entries of studies that have none; how many were made.
 

@@ -56,13 +56,7 @@ def _lock(study_id: int) -> WorklistEntry:
     Raises:
         Study.DoesNotExist: no such study.
     """
-    refresh.ensure_entries([study_id])
-    entry = (
-        WorklistEntry.objects.select_for_update(of=("self",))
-        .select_related("study", "study__patient")
-        .filter(study_id=study_id)
-        .first()
-    )
+    entry = refresh.lock_entry(study_id, "study", "study__patient")
     if entry is None:
         raise Study.DoesNotExist(f"no study #{study_id}")
     return entry

@@ -45,6 +45,7 @@ from pathlib import Path
 import psycopg
 import requests
 
+from tests.harness.dicomweb import stow_body
 from tests.harness.processes import ManagedProcess, clean_env, free_port, run_manage
 from tests.harness.web import web_command
 
@@ -188,15 +189,7 @@ def storescu(port: int, called_ae: str, files: list[Path]) -> float:
 def stow(url: str, files: list[Path], headers: dict[str, str]) -> float:
     """Seconds to store every file in one STOW-RS request."""
     boundary = secrets.token_hex(16)
-    body = (
-        b"".join(
-            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-            + path.read_bytes()
-            + b"\r\n"
-            for path in files
-        )
-        + f"--{boundary}--\r\n".encode()
-    )
+    body = stow_body(files, boundary)
     started = time.perf_counter()
     response = requests.post(
         url,

@@ -18,6 +18,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 
 from demo.synthetic import SyntheticStudy, write_study
+from tests.harness.dicomweb import stow_body
 from tests.harness.processes import ManagedProcess, free_port
 from tests.integration.dicom_peers import (
     DCMTK_ENV,
@@ -307,15 +308,7 @@ def test_pydicom_test_files_by_stow_valid_ones_stored_and_listed_broken_refused(
     base_url, token = web
     files = pydicom_test_files()
     boundary = "pydicomTestFiles"
-    body = (
-        b"".join(
-            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-            + path.read_bytes()
-            + b"\r\n"
-            for path in files
-        )
-        + f"--{boundary}--\r\n".encode()
-    )
+    body = stow_body(files, boundary)
     response = requests.post(
         f"{base_url}/dicomweb/studies",
         data=body,

@@ -120,14 +120,7 @@ def raise_alerts(study_id: int, *, now: datetime) -> list[Alert]:
     Returns:
         The alerts raised or changed.
     """
-    refresh.ensure_entries([study_id])
-    # The entry's lock serialises the alerts of one study.
-    entry = (
-        WorklistEntry.objects.select_for_update(of=("self",))
-        .select_related("study", "study__scoring")
-        .filter(study_id=study_id)
-        .first()
-    )
+    entry = refresh.lock_entry(study_id, "study", "study__scoring")
     if entry is None or entry.reading_status == ReadingStatus.FINAL:
         return []
     study: Study = entry.study
