@@ -370,6 +370,11 @@ def _note_arrival(
                 "was_stable_at": was_stable_at.isoformat() if was_stable_at else ""
             },
         )
+        # Readers see it receiving again at once, not at the next refresh.
+        transaction.on_commit(
+            partial(study_changed.send, sender=Study, study_id=arrival.study_id),
+            robust=True,
+        )
     ingest_sql.count_arrival(
         study_id=arrival.study_id,
         series_id=series_id,

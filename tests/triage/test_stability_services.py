@@ -250,3 +250,22 @@ def test_the_sweep_runs_every_few_seconds_on_the_urgent_queue(settings: Any) -> 
     assert entry["task"] == "triage.tasks.sweep_stability"
     assert entry["schedule"] <= 2
     assert entry["options"]["queue"] == "urgent"
+
+
+def test_a_reopened_study_shows_awaiting_images_again_at_once(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    study = ct_study(slices=2)
+    with django_capture_on_commit_callbacks(execute=True):
+        outcome = store_instance(encode(study.datasets[0]), now=at(0))
+        assert services.mark_study_stable(outcome.study_id, now=at(30))
+    assert (
+        WorklistEntry.objects.get(study_id=outcome.study_id).reading_status
+        == ReadingStatus.AWAITING_AI
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        store_instance(encode(study.datasets[1]), now=at(40))  # a late slice
+    assert (
+        WorklistEntry.objects.get(study_id=outcome.study_id).reading_status
+        == ReadingStatus.AWAITING_IMAGES
+    )
