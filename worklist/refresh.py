@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 
 from django.conf import settings
-from django.db.models import Prefetch
+from django.db.models import Prefetch, prefetch_related_objects
 from django.utils import timezone
 
 from inference.models import Finding
@@ -115,15 +115,20 @@ def _finding_inputs(study: Study) -> tuple[FindingInput, ...]:
     )
 
 
-def score_of(study: Study, weights: PriorityWeights, now: datetime) -> PriorityScore:
-    """The engine's priority of ``study`` (loaded by :func:`studies_to_refresh`)."""
+def score_of(
+    study: Study,
+    findings: tuple[FindingInput, ...],
+    weights: PriorityWeights,
+    now: datetime,
+) -> PriorityScore:
+    """The engine's priority of ``study`` with its live ``findings``."""
     inputs = PriorityInputs(
         order_priority=OrderPriority(study.order_priority),
         patient_class=PatientClass(study.patient_class),
         waiting_since=waiting_start(
             study.acquired_at, study.first_instance_received_at
         ),
-        findings=_finding_inputs(study),
+        findings=findings,
         patient_age_years=_age_years(
             study.patient.patient_birth_date, study.study_date or now.date()
         ),
@@ -142,26 +147,35 @@ def unclaimed_status(entry: WorklistEntry, study: Study) -> ReadingStatus:
     return ReadingStatus.READY
 
 
+#: What a refresh reads of a study beside its row: patient and scoring state.
+REFRESH_RELATED = ("patient", "scoring")
+
+
 def studies_to_refresh(study_ids: Iterable[int]) -> list[Study]:
-    """The studies with what a refresh reads: patient, findings, open alerts.
+    """The studies with what a refresh reads: patient, scoring, findings, alerts."""
+    studies = list(
+        Study.objects.filter(pk__in=list(study_ids)).select_related(*REFRESH_RELATED)
+    )
+    load_findings_and_alerts(studies)
+    return studies
+
+
+def load_findings_and_alerts(studies: list[Study]) -> None:
+    """Attach the studies' live findings and open alerts, as a refresh reads them.
 
     One read of the live findings serves both the engine (all of them) and
     the row (the positive ones, as ``with_live_findings`` gives them).
     """
     live = Finding.objects.live().select_related("result__model")
     alerts = Alert.objects.unresolved().select_related("acknowledged_by")
-    studies: list[Study] = list(
-        Study.objects.filter(pk__in=list(study_ids))
-        .select_related("patient", "scoring")
-        .prefetch_related(
-            Prefetch("findings", live, to_attr="all_live_findings"),
-            Prefetch("alerts", alerts, to_attr="open_alerts"),
-        )
+    prefetch_related_objects(
+        studies,
+        Prefetch("findings", live, to_attr="all_live_findings"),
+        Prefetch("alerts", alerts, to_attr="open_alerts"),
     )
     for study in studies:
         found: list[Finding] = getattr(study, "all_live_findings", [])
         study.live_findings = [f for f in found if f.positive]  # type: ignore[attr-defined]
-    return studies
 
 
 def refresh(
@@ -174,14 +188,15 @@ def refresh(
     then covers.
     """
     before = {name: getattr(entry, name) for name in REFRESHED_FIELDS}
+    findings = _finding_inputs(study)
     if entry.reading_status != ReadingStatus.FINAL:
-        score = score_of(study, weights, now)
+        score = score_of(study, findings, weights, now)
         entry.priority_score = score.total
         entry.priority_components = [c.as_dict() for c in score.components]
     if entry.claimed_by_id is None and entry.reading_status in WAITING:
         entry.reading_status = unclaimed_status(entry, study)
     # Flagged: the AI found something, even where the wait cap outranks it.
-    entry.ai_flagged = any(f.positive and not f.shadow for f in _finding_inputs(study))
+    entry.ai_flagged = any(f.positive and not f.shadow for f in findings)
     digest = _digest(shown_state(study, entry))
     if digest != entry.shown_digest:
         entry.shown_digest = digest
@@ -230,14 +245,14 @@ def refresh_entries(study_ids: Iterable[int], *, now: datetime) -> int:
 
 def _refresh_locked(ids: list[int], now: datetime) -> int:
     # A final entry is off the list: nothing it shows is watched any more.
-    locked = WorklistEntry.objects.select_for_update(skip_locked=True).filter(
-        study_id__in=ids
+    locked = (
+        WorklistEntry.objects.select_for_update(skip_locked=True)
+        .filter(study_id__in=ids)
+        .exclude(reading_status=ReadingStatus.FINAL)
     )
     entries = {e.study_id: e for e in locked}
     if len(entries) < len(ids) and ensure_entries(set(ids) - set(entries)):
         entries = {e.study_id: e for e in locked.all()}
-    for study_id in [k for k, e in entries.items() if e.reading_status == "final"]:
-        del entries[study_id]
     weights = priority_weights()
     dirty: list[WorklistEntry] = []
     fields: set[str] = set()
@@ -269,7 +284,6 @@ def refresh_all(*, now: datetime) -> int:
     Returns:
         How many entries changed.
     """
-    ensure_entries()
     ids = list(
         WorklistEntry.objects.exclude(reading_status=ReadingStatus.FINAL)
         .order_by("study_id")
@@ -287,24 +301,24 @@ def lock_entry(study_id: int, *related: str) -> WorklistEntry | None:
     The entry's lock serialises the worklist's changes of one study (claims,
     reading states, alerts). A study without an entry gets one first.
     """
-    ensure_entries([study_id])
-    return (
+    locked = (
         WorklistEntry.objects.select_for_update(of=("self",))
         .select_related(*related)
         .filter(study_id=study_id)
-        .first()
     )
+    entry = locked.first()
+    if entry is None and ensure_entries([study_id]):
+        entry = locked.first()
+    return entry
 
 
-def ensure_entries(study_ids: Iterable[int] | None = None) -> int:
-    """Create the entries of studies that have none; how many were made.
+def ensure_entries(study_ids: Iterable[int]) -> int:
+    """Create the entries of these studies that have none; how many were made.
 
     Entries are made with their study (a receiver of its creation); this
-    mends what bypassed that (a bulk load), so no study is ever off the list.
+    mends, where a study is used, what bypassed that (a bulk load).
     """
-    missing = Study.objects.filter(worklist_entry__isnull=True)
-    if study_ids is not None:
-        missing = missing.filter(pk__in=list(study_ids))
+    missing = Study.objects.filter(worklist_entry__isnull=True, pk__in=list(study_ids))
     made = WorklistEntry.objects.bulk_create(
         [WorklistEntry(study_id=pk) for pk in missing.values_list("pk", flat=True)],
         ignore_conflicts=True,

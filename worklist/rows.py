@@ -72,7 +72,6 @@ class StudyRow:
     """A study as the radiologist's list shows it."""
 
     study: Study
-    entry: WorklistEntry
     band: Band
     band_icon: str
     reasons: tuple[Reason, ...]
@@ -110,7 +109,6 @@ class StudyRow:
         finding = _top_finding(study)
         return cls(
             study=study,
-            entry=entry,
             band=band,
             band_icon=BAND_ICONS[band],
             reasons=reasons,

@@ -56,7 +56,9 @@ def _lock(study_id: int) -> WorklistEntry:
     Raises:
         Study.DoesNotExist: no such study.
     """
-    entry = refresh.lock_entry(study_id, "study", "study__patient")
+    entry = refresh.lock_entry(
+        study_id, *(f"study__{name}" for name in refresh.REFRESH_RELATED)
+    )
     if entry is None:
         raise Study.DoesNotExist(f"no study #{study_id}")
     return entry
@@ -64,15 +66,14 @@ def _lock(study_id: int) -> WorklistEntry:
 
 def _save(entry: WorklistEntry, fields: list[str], now: datetime) -> None:
     """Refresh the changed entry and save it once; queue its delta."""
-    study = refresh.studies_to_refresh([entry.study_id])[0]
+    study = entry.study
+    refresh.load_findings_and_alerts([study])
     study.worklist_entry = entry
     shown_score = entry.priority_score
     changed = refresh.refresh(entry, study, refresh.priority_weights(), now)
     # The caller's transition (reading status included) and the refresh, at once.
     entry.save(update_fields=sorted({*fields, *refresh.REFRESHED_FIELDS}))
     refresh.announce(entry, changed, shown_score)
-    # What callers render: the study with this entry.
-    entry.study = study
 
 
 def _touch(entry: WorklistEntry, now: datetime) -> list[str]:

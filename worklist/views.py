@@ -119,7 +119,8 @@ def _shown(request: HttpRequest, study_ids: list[int]) -> list[int]:
     session (or a study never shown in this one) is audited afresh.
     """
     known: list[int] = request.session.get(SHOWN_KEY, [])
-    new = [pk for pk in study_ids if pk not in set(known)]
+    seen = set(known)
+    new = [pk for pk in study_ids if pk not in seen]
     if new:
         request.session[SHOWN_KEY] = (known + new)[-SHOWN_LIMIT:]
     return new

@@ -21,12 +21,13 @@ def lock_scoring(study_id: int) -> StudyScoring | None:
 
     A study without one (a bulk load bypassed its creation) gets one.
     """
-    if not Study.objects.filter(pk=study_id).exists():
-        return None
-    StudyScoring.objects.get_or_create(study_id=study_id)
-    return (
+    locked = (
         StudyScoring.objects.select_for_update(of=("self",))
         .select_related("study")
         .filter(study_id=study_id)
-        .first()
     )
+    scoring = locked.first()
+    if scoring is None and Study.objects.filter(pk=study_id).exists():
+        StudyScoring.objects.get_or_create(study_id=study_id)
+        scoring = locked.first()
+    return scoring
