@@ -424,3 +424,20 @@ def test_feedback_is_linked_to_the_finding_judged(reader: AbstractBaseUser) -> N
         study.pk, "ich", reader, verdict=FeedbackVerdict.AGREE, now=NOW
     )
     assert feedback.finding_id == finding.pk
+
+
+def test_a_refresh_lost_after_its_commit_is_made_by_the_periodic_refresh(
+    sent: list[Any], django_capture_on_commit_callbacks: Any
+) -> None:
+    # Scored and announced, but the process died before the on-commit refresh
+    # ran: the entry still says it awaits the AI.
+    study = ready_study(reading_status=ReadingStatus.AWAITING_AI)
+    make_finding(study)
+    study_scored.send(sender=Study, study_id=study.pk, changed=True)
+    assert entry_of(study).reading_status == ReadingStatus.AWAITING_AI
+    with django_capture_on_commit_callbacks(execute=True):
+        assert refresh.refresh_all(now=NOW) == 1
+    entry = entry_of(study)
+    assert entry.reading_status == ReadingStatus.READY
+    assert entry.ai_flagged
+    assert [u["id"] for u in sent[-1][0]] == [study.pk]
