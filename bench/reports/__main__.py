@@ -74,6 +74,8 @@ def _database_cpu(run: Callable[[], Any]) -> tuple[float | None, list[float]]:
     """
     from django.db import connection, transaction
 
+    from worklist.reports.turnaround import SETTINGS_STATEMENT
+
     per_query: list[float] = []
     with transaction.atomic():
         with connection.cursor() as cursor:
@@ -86,6 +88,8 @@ def _database_cpu(run: Callable[[], Any]) -> tuple[float | None, list[float]]:
         def measure(
             execute: Any, sql: str, params: Any, many: bool, context: Any
         ) -> Any:
+            if sql.startswith(SETTINGS_STATEMENT):
+                return execute(sql, params, many, context)
             before = _backend_cpu(pid) or 0.0
             try:
                 return execute(sql, params, many, context)
