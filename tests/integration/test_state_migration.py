@@ -9,10 +9,16 @@ schema before the move, migrated forward and back, on real PostgreSQL.
 from __future__ import annotations
 
 import json
+import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
+import pytest
+
+from tests.harness.processes import ManagedProcess
 
 #: The last migrations before the move, per app.
 BEFORE = (("triage", "0009"), ("worklist", "0002"), ("inference", "0003"))
@@ -67,6 +73,27 @@ def _old_study(i: int, reader: int) -> dict[str, object]:
     }
 
 
+def _insert_reader_and_patient(conn: psycopg.Connection) -> tuple[int, int]:
+    [(reader,)] = conn.execute(
+        "INSERT INTO auth_user (password, is_superuser, username, first_name,"
+        " last_name, email, is_staff, is_active, date_joined)"
+        " VALUES ('', false, 'reader', '', '', '', false, true, now())"
+        " RETURNING id"
+    ).fetchall()
+    [(patient,)] = conn.execute(
+        "INSERT INTO triage_patient (patient_id, issuer_of_patient_id,"
+        " patient_name, patient_sex, created_at)"
+        " VALUES ('P1', '', '', '', now()) RETURNING id"
+    ).fetchall()
+    return reader, patient
+
+
+def _migrate_to_before_the_move(manage: Callable[..., str]) -> None:
+    manage("migrate", "--noinput")
+    for app, name in BEFORE:
+        manage("migrate", app, name, "--noinput")
+
+
 def _values(row: tuple[object, ...]) -> tuple[object, ...]:
     # JSON comes back parsed from jsonb; compare it as data.
     return tuple(
@@ -77,23 +104,11 @@ def _values(row: tuple[object, ...]) -> tuple[object, ...]:
 def test_the_state_move_keeps_every_studys_state_both_ways(
     manage: Callable[..., str], database_url: str
 ) -> None:
-    manage("migrate", "--noinput")
-    for app, name in BEFORE:
-        manage("migrate", app, name, "--noinput")
+    _migrate_to_before_the_move(manage)
     columns = (*ENTRY_COLUMNS, *SCORING_COLUMNS)
     expected: dict[str, tuple[object, ...]] = {}
     with psycopg.connect(database_url) as conn:
-        [(reader,)] = conn.execute(
-            "INSERT INTO auth_user (password, is_superuser, username, first_name,"
-            " last_name, email, is_staff, is_active, date_joined)"
-            " VALUES ('', false, 'reader', '', '', '', false, true, now())"
-            " RETURNING id"
-        ).fetchall()
-        [(patient,)] = conn.execute(
-            "INSERT INTO triage_patient (patient_id, issuer_of_patient_id,"
-            " patient_name, patient_sex, created_at)"
-            " VALUES ('P1', '', '', '', now()) RETURNING id"
-        ).fetchall()
+        reader, patient = _insert_reader_and_patient(conn)
         for i in range(40):
             old = _old_study(i, reader)
             uid = f"1.2.826.0.1.3680043.10.99.{i}"
@@ -150,3 +165,132 @@ def test_the_state_move_keeps_every_studys_state_both_ways(
         uid: _values(v) for uid, v in expected.items()
     }
     manage("migrate", "--noinput")
+
+
+#: Studies for the kill test: enough that each copy runs for a few seconds.
+MANY = 8_000
+#: The fingerprint of every moved value, per study, in one string.
+_FINGERPRINT = (
+    "SELECT count(*), md5(string_agg(concat_ws('|', s.study_instance_uid, {values}),"
+    " ',' ORDER BY s.study_instance_uid)) FROM triage_study s {joins}"
+)
+
+
+def _fingerprint(conn: psycopg.Connection, *, moved: bool) -> tuple[int, str]:
+    """Every moved value of every study, read where the schema keeps it."""
+    if moved:
+        values = ", ".join(
+            [f"e.{c}::text" for c in ENTRY_COLUMNS]
+            + [f"c.{c}::text" for c in SCORING_COLUMNS]
+        )
+        joins = (
+            "JOIN worklist_worklistentry e ON e.study_id = s.id"
+            " JOIN inference_studyscoring c ON c.study_id = s.id"
+        )
+    else:
+        values = ", ".join(f"s.{c}::text" for c in (*ENTRY_COLUMNS, *SCORING_COLUMNS))
+        joins = ""
+    [(count, digest)] = conn.execute(
+        _FINGERPRINT.format(values=values, joins=joins)
+    ).fetchall()
+    return count, digest
+
+
+def _insert_many_old_studies(conn: psycopg.Connection, count: int) -> None:
+    reader, patient = _insert_reader_and_patient(conn)
+    statuses = "ARRAY['" + "','".join(STATUSES) + "']"
+    ai = "ARRAY['" + "','".join(AI) + "']"
+    conn.execute(
+        "INSERT INTO triage_study (study_instance_uid, patient_id,"  # noqa: S608
+        " accession_number, modalities, body_part_examined, study_description,"
+        " patient_class, order_priority, instance_count, created_at, updated_at,"
+        f" {', '.join((*ENTRY_COLUMNS, *SCORING_COLUMNS))})"
+        " SELECT '1.2.826.0.1.3680043.10.98.' || i, %(patient)s, '', 'CT', '', '',"
+        " 'unknown', 'routine', 0, now(), now(),"
+        f" ({statuses})[1 + i %% 5],"
+        " CASE WHEN i %% 2 = 0 THEN %(reader)s END,"
+        " i * 0.25,"
+        " jsonb_build_array(jsonb_build_object('code', 'order', 'points', i)),"
+        " i * 3,"
+        " CASE WHEN i %% 3 = 0 THEN %(t0)s + i * interval '1 second' END,"
+        " CASE WHEN i %% 2 = 0 THEN %(t0)s + i * interval '2 seconds' END,"
+        " CASE WHEN i %% 7 = 0 THEN %(t0)s + i * interval '3 seconds' END,"
+        " CASE WHEN i %% 5 = 4 THEN %(t0)s + i * interval '4 seconds' END,"
+        f" ({ai})[1 + i %% 6],"
+        " CASE WHEN i %% 4 = 0 THEN 'reason ' || i ELSE '' END,"
+        " CASE WHEN i %% 2 = 1 THEN %(t0)s + i * interval '5 seconds' END,"
+        " CASE WHEN i %% 5 = 0 THEN %(t0)s + i * interval '6 seconds' END,"
+        " CASE WHEN i %% 3 > 0 THEN %(t0)s + i * interval '7 seconds' END,"
+        " CASE WHEN i %% 6 = 3 THEN %(t0)s + i * interval '8 seconds' END"
+        " FROM generate_series(1, %(count)s) AS i",
+        {"patient": patient, "reader": reader, "t0": T0, "count": count},
+    )
+
+
+def _applied(conn: psycopg.Connection, app: str, name: str) -> bool:
+    return bool(
+        conn.execute(
+            "SELECT 1 FROM django_migrations WHERE app = %s AND name = %s",
+            (app, name),
+        ).fetchall()
+    )
+
+
+@pytest.mark.parametrize(
+    ("app", "started_after", "killed_in"),
+    [
+        ("worklist", "0003_worklist_state", "0004_copy_reading_state"),
+        ("inference", "0004_study_scoring", "0005_copy_scoring_state"),
+    ],
+)
+def test_a_migrate_killed_while_copying_state_is_finished_by_the_next(
+    manage: Callable[..., str],
+    database_url: str,
+    production_env: dict[str, str],
+    tmp_path: Path,
+    app: str,
+    started_after: str,
+    killed_in: str,
+) -> None:
+    """SIGKILL in the middle of a copy: nothing half-moved stays, and migrating
+    again moves every value of every study."""
+    _migrate_to_before_the_move(manage)
+    with psycopg.connect(database_url) as conn:
+        _insert_many_old_studies(conn, MANY)
+    with psycopg.connect(database_url) as conn:
+        before = _fingerprint(conn, moved=False)
+    assert before[0] == MANY
+
+    migrate = ManagedProcess.start(
+        "migrate",
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        env=production_env,
+        log_path=tmp_path / "migrate.log",
+    )
+    with migrate, psycopg.connect(database_url, autocommit=True) as watch:
+        deadline = time.monotonic() + 120
+        # The step before is committed, so the copy has begun: kill it there,
+        # once its backend is at work.
+        while not (
+            _applied(watch, app, started_after)
+            and watch.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND state = 'active'"
+            ).fetchall()
+        ):
+            assert migrate.popen.poll() is None, migrate.log_tail()
+            assert time.monotonic() < deadline, migrate.log_tail()
+            time.sleep(0.02)
+        migrate.popen.kill()  # SIGKILL, in the middle of the copy
+        assert migrate.wait_exit(timeout=30) != 0
+        # The killed step was not recorded: the kill landed inside it.
+        assert not _applied(watch, app, killed_in), migrate.log_tail()
+
+    manage("migrate", "--noinput")
+    with psycopg.connect(database_url) as conn:
+        assert _fingerprint(conn, moved=True) == before
+        entries, scorings = conn.execute(
+            "SELECT (SELECT count(*) FROM worklist_worklistentry),"
+            " (SELECT count(*) FROM inference_studyscoring)"
+        ).fetchone() or (0, 0)
+    assert (entries, scorings) == (MANY, MANY)  # one each, none twice
