@@ -39,9 +39,10 @@ def claimable(now: datetime) -> Q:
     run that is stale or whose lease expired (its worker died:
     ``inference.scoring_lease``).
 
-    Every condition on the scoring row itself stays at the top of the query,
-    so a concurrent claim that waited for the row lock re-checks them against
-    the winner's update (PostgreSQL's READ COMMITTED) and loses.
+    Evaluate it only with the scoring row locked (:func:`claim` does): a
+    statement that waited for another claim's row lock re-checks the row, but
+    reads the lease table as it was when the statement began, without the
+    winner's lease, and would take the study too.
     """
     stable = Exists(
         Study.objects.filter(pk=OuterRef("study_id"), stable_at__isnull=False)
@@ -65,7 +66,15 @@ class ClaimedStudy:
 
 
 def claim(study_id: int, *, now: datetime) -> ClaimedStudy | None:
-    """Set a claimable study "scoring" as of ``now``; None if not claimable."""
+    """Set a claimable study "scoring" as of ``now``; None if not claimable.
+
+    In a transaction that also takes the run's lease. The row lock comes first,
+    in a statement of its own: once it is granted, a claim made at the same time
+    has committed, and the claiming statement, which starts after, sees all of
+    it (PostgreSQL's READ COMMITTED takes a snapshot per statement).
+    """
+    if not StudyScoring.objects.select_for_update().filter(study_id=study_id).exists():
+        return None
     taken = StudyScoring.objects.filter(claimable(now), study_id=study_id).update(
         ai_status=AIStatus.SCORING, ai_status_reason="", scoring_started_at=now
     )
