@@ -92,7 +92,7 @@ def _race(study_id: int, now: datetime) -> list[claims.ClaimedStudy | None]:
 )
 def test_the_second_of_two_concurrent_claims_gets_nothing(status: AIStatus) -> None:
     now = timezone.now()
-    study = StudyFactory(stable_at=now - timedelta(seconds=30), ai_status=status)
+    study = StudyFactory.create(stable_at=now - timedelta(seconds=30), ai_status=status)
     first, second = _race(study.pk, now)
     assert first is not None
     assert second is None
@@ -105,7 +105,7 @@ def test_a_run_whose_lease_expired_is_taken_over_by_exactly_one_worker() -> None
     """A worker died mid-run: of two that find it, one takes it over."""
     now = timezone.now()
     started = now - scoring_lease.lease_length() - timedelta(seconds=5)
-    study = StudyFactory(
+    study = StudyFactory.create(
         stable_at=started - timedelta(seconds=30),
         ai_status=AIStatus.SCORING,
         scoring_started_at=started,
