@@ -95,12 +95,20 @@ class Finding:
         display: Name shown to readers.
         severity: Clinical severity when positive.
         threshold: Operating threshold on the probability, in [0, 1].
+        report_terms: Words a radiology report names the finding by (its
+            display name when the manifest gives none); the AI monitoring
+            labels reports with them (:mod:`inference.report_labels`).
     """
 
     code: str
     display: str
     severity: Severity
     threshold: float
+    report_terms: tuple[str, ...] = ()
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        return self.report_terms or (self.display,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +331,7 @@ def _finding(raw: object, index: int) -> Finding:
         display=_str(data, "display", where),
         severity=_enum(Severity, data, "severity", where, None),
         threshold=_num(data, "threshold", where, low=0.0, high=1.0),
+        report_terms=_strs(data, "report_terms", where),
     )
 
 

@@ -18,3 +18,12 @@ class AIStatus(LabelledEnum):
     SCORED = "scored"
     NOT_APPLICABLE = "not_applicable"
     FAILED = "failed"
+
+
+class ReportLabel(LabelledEnum):
+    """What the radiologist's report says of a finding (the monitoring's truth)."""
+
+    POSITIVE = "positive"
+    NEGATIVE = "negative"
+    UNCERTAIN = "uncertain"
+    NOT_MENTIONED = "not_mentioned", "Not mentioned"

@@ -52,6 +52,14 @@ def hemorrhage_manifest(sha256: str) -> dict[str, Any]:
                 "display": "Intracranial hemorrhage",
                 "severity": "critical",
                 "threshold": 0.5,
+                "report_terms": [
+                    "intracranial hemorrhage",
+                    "hemorrhage",
+                    "haemorrhage",
+                    "hematoma",
+                    "haematoma",
+                    "bleed",
+                ],
             }
         ],
         "applicability": {
@@ -101,6 +109,7 @@ def fracture_manifest(sha256: str) -> dict[str, Any]:
                 "display": "Fracture",
                 "severity": "urgent",
                 "threshold": 0.5,
+                "report_terms": ["fracture"],
             }
         ],
         "applicability": {
