@@ -52,6 +52,15 @@ def _on_study_saved(sender: Any, instance: Any, created: bool, **kwargs: Any) ->
     StudyScoring.objects.get_or_create(study_id=instance.pk)
 
 
+def _on_report_received(sender: Any, study_id: int, report: Any, **kwargs: Any) -> None:
+    """A RIS report labels the study's AI findings, in the report's transaction."""
+    from django.utils import timezone
+
+    from inference.services import monitoring
+
+    monitoring.label_findings_from_report(report, now=timezone.now())
+
+
 class InferenceConfig(AppConfig):
     name = "inference"
     verbose_name = "AI scoring"
@@ -62,7 +71,7 @@ class InferenceConfig(AppConfig):
         from django.test.signals import setting_changed
 
         from inference import startup
-        from triage.signals import series_stable, study_stable
+        from triage.signals import report_received, series_stable, study_stable
 
         startup.configure_runtime()
         setting_changed.connect(
@@ -77,6 +86,7 @@ class InferenceConfig(AppConfig):
             _on_study_saved, sender="triage.Study", dispatch_uid="inference-scoring"
         )
         study_stable.connect(_on_study_stable, dispatch_uid="inference-score-stable")
+        report_received.connect(_on_report_received, dispatch_uid="inference-report")
         series_stable.connect(
             _on_series_stable, dispatch_uid="inference-score-stable-series"
         )

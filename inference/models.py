@@ -6,8 +6,8 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
-from inference.vocabulary import AIStatus
-from triage.models import Instance, Series, Study
+from inference.vocabulary import AIStatus, ReportLabel
+from triage.models import Instance, Report, Series, Study
 from triage.vocabulary import Severity, choices
 
 
@@ -285,3 +285,28 @@ class ScoringLease(models.Model):
 
     def __str__(self) -> str:
         return f"Scoring lease of study #{self.study_id}"
+
+
+class ReportFindingLabel(models.Model):
+    """What the study's latest report says of one finding: the truth the AI is
+    monitored against (sensitivity and PPV next to the readers' feedback)."""
+
+    study = models.ForeignKey(
+        Study, on_delete=models.CASCADE, related_name="report_labels"
+    )
+    code = models.CharField(max_length=32)
+    label = models.CharField(max_length=16, choices=choices(ReportLabel))
+    # The report's words that decided it ('"no" hemorrhage (impression)').
+    explanation = models.CharField(max_length=256, blank=True, default="")
+    report = models.ForeignKey(Report, on_delete=models.PROTECT, related_name="+")
+    labelled_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "code"], name="report_label_unique_per_finding"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.label} for study #{self.study_id}"

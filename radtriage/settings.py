@@ -446,6 +446,19 @@ RADTRIAGE_WORKER_HEARTBEAT_MAX_AGE = env_float(
 RADTRIAGE_VIEWER_URL_TEMPLATE = env_str(
     "RADTRIAGE_VIEWER_URL_TEMPLATE", "/viewer?StudyInstanceUIDs={study_instance_uid}"
 )
+# Where reading ends: "ris" (the RIS's preliminary and final reports, by HL7
+# ORU or the API, set the reading state) or "radtriage" (the readers' own
+# buttons). A site that configures an HL7 feed (RADTRIAGE_HL7_PORT) reports in
+# its RIS unless it says otherwise.
+READING_ENDS_IN_CHOICES = ("ris", "radtriage")
+RADTRIAGE_READING_ENDS_IN = env_str(
+    "RADTRIAGE_READING_ENDS_IN",
+    "ris" if env_str("RADTRIAGE_HL7_PORT") else "radtriage",
+)
+if RADTRIAGE_READING_ENDS_IN not in READING_ENDS_IN_CHOICES:
+    raise ImproperlyConfigured(
+        f"RADTRIAGE_READING_ENDS_IN must be one of {', '.join(READING_ENDS_IN_CHOICES)}"
+    )
 # AI scoring (inference/): the models folder, ONNX Runtime threads and devices,
 # batch size and the scoring task's limits.
 RADTRIAGE_MODELS_DIR = Path(

@@ -8,7 +8,13 @@ from django.db import models
 from django.db.models import Q
 
 from triage.roles import STUDY_PERMISSIONS
-from triage.vocabulary import OrderPriority, PatientClass, choices
+from triage.vocabulary import (
+    IntakeSource,
+    OrderPriority,
+    PatientClass,
+    ReportStatus,
+    choices,
+)
 
 
 class Patient(models.Model):
@@ -182,6 +188,7 @@ class StudyEvent(models.Model):
         RELEASED = "released", "Released"
         PRELIMINARY = "preliminary", "Preliminary report"
         FINAL = "final", "Final report"
+        CORRECTED = "corrected", "Corrected report"
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=32, choices=Kind.choices)
@@ -197,6 +204,40 @@ class StudyEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} of study #{self.study_id} at {self.at.isoformat()}"
+
+
+class Report(models.Model):
+    """A radiology report as the RIS sent it: each version kept (PHI).
+
+    Append-only: a preliminary, the final and each correction are rows of
+    their own, so the timeline and the AI monitoring can show what was said
+    when. A report is of one study, matched by accession number.
+    """
+
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="reports")
+    status = models.CharField(max_length=16, choices=choices(ReportStatus))
+    # When the RIS says the report reached this status (OBR-22 / OBX-14).
+    reported_at = models.DateTimeField()
+    received_at = models.DateTimeField()
+    source = models.CharField(max_length=8, choices=choices(IntakeSource))
+    text = models.TextField(blank=True, default="")
+    author = models.CharField(max_length=256, blank=True, default="")
+    # SHA-256 of status, time and text: a report sent again is not a new version.
+    digest = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "digest"], name="report_unique_version_per_study"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["study", "reported_at"], name="report_study_at_idx")
+        ]
+        ordering = ["reported_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.status} report #{self.pk} of study #{self.study_id}"
 
 
 class AuditEvent(models.Model):

@@ -2,7 +2,7 @@
 
 Higher layers connect receivers in their AppConfig.ready(), so that ``triage``
 never imports ``inference`` or ``worklist``. Each is sent after the transaction
-that caused it has committed.
+that caused it has committed, except where one says otherwise.
 """
 
 from __future__ import annotations
@@ -22,3 +22,10 @@ study_changed = Signal()
 #: series may score it now (and amend its result when ``study_stable`` follows).
 #: ``study_id`` and ``series_id`` (int). Sent once per stability of the series.
 series_stable = Signal()
+
+#: A report from the RIS was stored for a study. ``study_id`` (int) and
+#: ``report`` (triage.models.Report). Unlike the others, sent INSIDE the
+#: transaction that stored it: what the layers above derive from a report
+#: (the end of reading, the AI monitoring's label) commits with it or not at
+#: all. A report sent again is not announced again.
+report_received = Signal()

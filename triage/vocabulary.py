@@ -55,3 +55,19 @@ class Severity(LabelledEnum):
     CRITICAL = "critical"
     URGENT = "urgent"
     NON_URGENT = "non-urgent"
+
+
+class ReportStatus(LabelledEnum):
+    """Where a study's report stands in the RIS (HL7 OBR-25: P, F, C)."""
+
+    PRELIMINARY = "preliminary"
+    FINAL = "final"
+    CORRECTED = "corrected"
+
+
+class IntakeSource(LabelledEnum):
+    """How an order or a report reached RadTriage."""
+
+    HL7 = "hl7", "HL7 v2"
+    API = "api", "REST API"
+    FHIR = "fhir", "FHIR"

@@ -68,6 +68,21 @@ def _on_study_changed_alerts(sender: Any, study_id: int, **kwargs: Any) -> None:
         logger.exception("resolving alerts failed study_id=%s", study_id)
 
 
+def _on_report_received(sender: Any, study_id: int, report: Any, **kwargs: Any) -> None:
+    """A RIS report: where reading ends in the RIS, it moves the reading state.
+
+    In the report's transaction, and failures go through: a report the worklist
+    could not apply is not acknowledged as applied (the sender sends it again).
+    """
+    from django.utils import timezone
+
+    from worklist import services
+
+    services.apply_ris_report(
+        study_id, report.status, report.reported_at, now=timezone.now()
+    )
+
+
 def _on_logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     """A user signed out: their session's websockets close."""
     from worklist import broadcast
@@ -98,7 +113,7 @@ class WorklistConfig(AppConfig):
         from django.contrib.auth.signals import user_logged_out
         from django.db.models.signals import post_save
 
-        from triage.signals import study_changed
+        from triage.signals import report_received, study_changed
 
         user_logged_out.connect(_on_logged_out, dispatch_uid="worklist-logout")
         post_save.connect(
@@ -112,6 +127,7 @@ class WorklistConfig(AppConfig):
         )
         study_changed.connect(_on_study_changed, dispatch_uid="worklist-priority")
         study_changed.connect(_on_study_changed_alerts, dispatch_uid="worklist-alerts")
+        report_received.connect(_on_report_received, dispatch_uid="worklist-report")
         # Registers the alert tasks with Celery (autodiscovery finds worklist.tasks).
         importlib.import_module("worklist.alerts.tasks")
         # The scoring layer, when installed, says when findings changed.

@@ -14,6 +14,7 @@ from triage.models import Study
 from worklist.alerts.models import Alert
 from worklist.models import WorklistEntry
 from worklist.priority import Band, ComponentCode, band_of
+from worklist.site import reading_ends_in_ris
 from worklist.vocabulary import ReadingStatus
 
 
@@ -121,7 +122,9 @@ class StudyRow:
             mine=mine,
             can_claim=entry.claimed_by_id is None and not final,
             can_release=mine and not final,
-            can_finalize=not final and (mine or entry.claimed_by_id is None),
+            can_finalize=not final
+            and not reading_ends_in_ris()
+            and (mine or entry.claimed_by_id is None),
             show_phi=bool(user.has_perm("triage.view_phi")),
             finding=finding,
             error=error,

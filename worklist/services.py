@@ -21,9 +21,11 @@ from django.db.models import Q
 from inference.models import Finding
 from triage.models import Study, StudyEvent
 from triage.services import record_audit, record_study_event
+from triage.vocabulary import ReportStatus
 from worklist import refresh
 from worklist.alerts import services as alerts
 from worklist.models import AIFeedback, FeedbackVerdict, WorklistEntry, WorklistFilter
+from worklist.site import reading_ends_in_ris
 from worklist.vocabulary import ReadingStatus
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,10 @@ class StudyNotClaimed(WorkflowError):
 
 class StudyIsFinal(WorkflowError):
     """The study is reported: nothing more to do on the worklist."""
+
+
+class ReadingEndsInRis(WorkflowError):
+    """This site's reports are written and signed in the RIS, not here."""
 
 
 # --- the reading workflow -------------------------------------------------------
@@ -227,6 +233,8 @@ def open_study(
 
 
 def _finish(study_id: int, user: AbstractBaseUser, now: datetime) -> WorklistEntry:
+    if reading_ends_in_ris():
+        raise ReadingEndsInRis("reports for this site are signed in the RIS")
     entry = _lock(study_id)
     if entry.reading_status == ReadingStatus.FINAL:
         raise StudyIsFinal("this study is already final")
@@ -274,6 +282,40 @@ def mark_final(study_id: int, user: AbstractBaseUser, *, now: datetime) -> Study
         study_id, resolution=alerts.Resolution.STUDY_FINAL, now=now, user=user
     )
     return entry.study
+
+
+def apply_ris_report(
+    study_id: int, status: ReportStatus, reported_at: datetime, *, now: datetime
+) -> None:
+    """The RIS reported on a study: where reading ends there, its reading moves.
+
+    Called in the transaction that stored the report. A preliminary report
+    makes the study preliminary (unless final); a final one ends reading and
+    resolves its alerts. A correction after the final changes no time: the
+    turnaround ends at the first final report. Where reading ends in
+    RadTriage, the report is kept for the AI monitoring and nothing moves.
+    """
+    if not reading_ends_in_ris():
+        return
+    entry = _lock(study_id)
+    fields: list[str] = []
+    if status == ReportStatus.PRELIMINARY:
+        if entry.reading_status == ReadingStatus.FINAL:
+            return
+        if entry.preliminary_at is None or reported_at < entry.preliminary_at:
+            entry.preliminary_at = reported_at
+            fields.append("preliminary_at")
+        entry.reading_status = ReadingStatus.PRELIMINARY
+    else:
+        if entry.finalized_at is None:
+            entry.finalized_at = reported_at
+            fields.append("finalized_at")
+        entry.reading_status = ReadingStatus.FINAL
+    _save(entry, [*fields, *_touch(entry, now)], now)
+    if entry.reading_status == ReadingStatus.FINAL:
+        alerts.resolve_alerts(
+            study_id, resolution=alerts.Resolution.STUDY_FINAL, now=now
+        )
 
 
 @transaction.atomic

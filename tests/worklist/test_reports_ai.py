@@ -33,7 +33,9 @@ from tests.factories import (
     StudyFactory,
 )
 from triage.models import Patient, Series, Study
+from triage.report_intake import ReportDetails, receive_report
 from triage.roles import Role
+from triage.vocabulary import IntakeSource, ReportStatus
 from worklist.models import FeedbackVerdict
 from worklist.reports.ai import AiFilters, AiReport, ai_report
 from worklist.tat import population_stability_index
@@ -211,3 +213,40 @@ def test_the_page_shows_the_drift_warning(
     assert "GE Revolution" in page
     assert page.count("<svg") == 1
     assert client.get("/reports/ai/?start=2026-03-31&end=2026-03-01").status_code == 400
+
+
+def test_sensitivity_and_ppv_against_the_reports(
+    fixture_studies: dict[str, Study], tmp_path: Path
+) -> None:
+    """S1 report positive (true positive), S2 negative (false positive), S3
+    positive where the AI said no (false negative), S4 uncertain (apart)."""
+    texts = {
+        "S1": "IMPRESSION: Acute ICH in the left basal ganglia.",
+        "S2": "IMPRESSION: No ICH. Chronic small vessel disease.",
+        "S3": "IMPRESSION: Small ICH along the falx.",
+        "S4": "IMPRESSION: Questionable ICH; recommend follow-up.",
+    }
+    for name, text in texts.items():
+        study = fixture_studies[name]
+        study.accession_number = f"ACC-{name}"
+        study.save(update_fields=["accession_number"])
+        receive_report(
+            ReportDetails(
+                accession_number=f"ACC-{name}",
+                status=ReportStatus.FINAL,
+                reported_at=SCORED_AT,
+                text=text,
+            ),
+            source=IntakeSource.HL7,
+            now=SCORED_AT,
+        )
+    (row,) = _report(tmp_path).findings
+    assert (
+        row.report_true_positives,
+        row.report_false_positives,
+        row.report_false_negatives,
+        row.report_uncertain,
+    ) == (1, 1, 1, 1)
+    assert row.reported == 3
+    assert row.report_sensitivity == 0.5
+    assert row.report_ppv == 0.5

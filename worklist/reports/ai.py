@@ -23,6 +23,7 @@ from django.db.models import (
     OuterRef,
     Q,
     QuerySet,
+    Subquery,
     Value,
     When,
 )
@@ -38,7 +39,8 @@ from django.db.models.functions import (
 from django.db.models.functions import ExtractYear as Year
 from django.utils import timezone
 
-from inference.models import Finding, ScoreResult, ScoreStatus
+from inference.models import Finding, ReportFindingLabel, ScoreResult, ScoreStatus
+from inference.vocabulary import ReportLabel
 from worklist.models import AIFeedback, FeedbackVerdict
 from worklist.tat import population_stability_index
 
@@ -76,6 +78,11 @@ class FindingPerformance:
 
     Agreement counts findings a reader judged (agree or disagree; unsure left
     out). PPV is the share of positive findings judged that a reader confirmed.
+
+    Against the reports (``inference.ReportFindingLabel``): a finding whose
+    report is positive is a true one; a report that is negative or does not
+    name the finding makes it false; uncertain reports are counted apart and
+    left out of the sensitivity and the report PPV.
     """
 
     model_id: str
@@ -88,6 +95,31 @@ class FindingPerformance:
     judged: int
     positives_confirmed: int
     positives_judged: int
+    report_true_positives: int = 0
+    report_false_positives: int = 0
+    report_false_negatives: int = 0
+    report_uncertain: int = 0
+    report_true_negatives: int = 0
+
+    @property
+    def reported(self) -> int:
+        """Findings whose report says yes or no (uncertain ones left out)."""
+        return (
+            self.report_true_positives
+            + self.report_false_positives
+            + self.report_false_negatives
+            + self.report_true_negatives
+        )
+
+    @property
+    def report_sensitivity(self) -> float | None:
+        found = self.report_true_positives + self.report_false_negatives
+        return self.report_true_positives / found if found else None
+
+    @property
+    def report_ppv(self) -> float | None:
+        flagged = self.report_true_positives + self.report_false_positives
+        return self.report_true_positives / flagged if flagged else None
 
     @property
     def positive_rate(self) -> float | None:
@@ -155,6 +187,14 @@ def _verdict(verdict: FeedbackVerdict) -> Exists:
     )
 
 
+def _report_label() -> Subquery:
+    return Subquery(
+        ReportFindingLabel.objects.filter(
+            study_id=OuterRef("study_id"), code=OuterRef("code")
+        ).values("label")[:1]
+    )
+
+
 def _age_years() -> Any:
     """Whole years from birth to the study date."""
     birthday_later = Q(study_month__lt=F("birth_month")) | Q(
@@ -188,10 +228,13 @@ def _performance(
     findings: QuerySet[Finding], group: Any | None
 ) -> tuple[FindingPerformance, ...]:
     judged = Q(agree=True) | Q(disagree=True)
+    report_yes = Q(report_label=ReportLabel.POSITIVE)
+    report_no = Q(report_label__in=[ReportLabel.NEGATIVE, ReportLabel.NOT_MENTIONED])
     rows: Iterable[Mapping[str, Any]] = (
         findings.annotate(
             agree=_verdict(FeedbackVerdict.AGREE),
             disagree=_verdict(FeedbackVerdict.DISAGREE),
+            report_label=_report_label(),
             model_id=F("result__model__model_id"),
             version=F("result__model_version"),
             group=group if group is not None else Value(""),
@@ -204,6 +247,11 @@ def _performance(
             judged=Count("pk", filter=judged),
             confirmed=Count("pk", filter=Q(positive=True, agree=True)),
             positives_judged=Count("pk", filter=Q(judged, positive=True)),
+            report_tp=Count("pk", filter=report_yes & Q(positive=True)),
+            report_fp=Count("pk", filter=report_no & Q(positive=True)),
+            report_fn=Count("pk", filter=report_yes & Q(positive=False)),
+            report_tn=Count("pk", filter=report_no & Q(positive=False)),
+            report_uncertain=Count("pk", filter=Q(report_label=ReportLabel.UNCERTAIN)),
         )
         .order_by("model_id", "version", "code", "group")
     )
@@ -219,6 +267,11 @@ def _performance(
             judged=row["judged"],
             positives_confirmed=row["confirmed"],
             positives_judged=row["positives_judged"],
+            report_true_positives=row["report_tp"],
+            report_false_positives=row["report_fp"],
+            report_false_negatives=row["report_fn"],
+            report_true_negatives=row["report_tn"],
+            report_uncertain=row["report_uncertain"],
         )
         for row in rows
     )
