@@ -92,9 +92,27 @@ def _on_logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
         broadcast.end_session(key)
 
 
+def _note_password_change(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """Before a user is saved: does the save change the password?"""
+    if instance.pk is None:
+        return
+    stored = (
+        type(instance)
+        .objects.filter(pk=instance.pk)
+        .values_list("password", flat=True)
+        .first()
+    )
+    instance._radtriage_password_changed = (
+        stored is not None and stored != instance.password
+    )
+
+
 def _on_user_saved(sender: Any, instance: Any, **kwargs: Any) -> None:
-    """A deactivated account's open websockets close once that is committed."""
-    if getattr(instance, "is_active", True):
+    """A deactivated account's open websockets close once that is committed;
+    so do those of an account whose password changed (a reset after a theft
+    must not leave the thief's open board receiving)."""
+    changed = getattr(instance, "_radtriage_password_changed", False)
+    if getattr(instance, "is_active", True) and not changed:
         return
     from django.db import transaction
 
@@ -111,11 +129,16 @@ class WorklistConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
         from django.contrib.auth.signals import user_logged_out
-        from django.db.models.signals import post_save
+        from django.db.models.signals import post_save, pre_save
 
         from triage.signals import report_received, study_changed
 
         user_logged_out.connect(_on_logged_out, dispatch_uid="worklist-logout")
+        pre_save.connect(
+            _note_password_change,
+            sender=settings.AUTH_USER_MODEL,
+            dispatch_uid="worklist-user-password",
+        )
         post_save.connect(
             _on_user_saved,
             sender=settings.AUTH_USER_MODEL,

@@ -279,3 +279,28 @@ async def test_deactivating_the_account_closes_its_websockets(
     await asyncio.to_thread(deactivate)
     closed = await communicator.receive_output(timeout=5)
     assert closed == {"type": "websocket.close", "code": 4401}
+
+
+async def test_changing_the_password_closes_the_accounts_websockets(
+    make_user: Callable[..., AbstractBaseUser],
+) -> None:
+    user = await database_sync_to_async(make_user)(Role.RADIOLOGIST)
+    session = await database_sync_to_async(_signed_in)(user)
+    communicator = _communicator(user)
+    communicator.scope["session"] = session  # type: ignore[typeddict-unknown-key]
+    connected, _ = await communicator.connect()
+    assert connected
+
+    def save_unchanged() -> None:
+        user.save()  # a save that changes no password closes nothing
+
+    await asyncio.to_thread(save_unchanged)
+    assert await communicator.receive_nothing(timeout=0.5)
+
+    def reset_password() -> None:
+        user.set_password("a-new-password-after-a-theft")
+        user.save()
+
+    await asyncio.to_thread(reset_password)
+    closed = await communicator.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": 4401}
