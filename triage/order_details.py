@@ -102,6 +102,8 @@ class PatientDetails:
     def __post_init__(self) -> None:
         if not self.patient_id.strip():
             raise ValueError("a patient needs an identifier")
+        if len(self.patient_id) > 64 or len(self.issuer_of_patient_id) > 64:
+            raise ValueError("a patient identifier or issuer has at most 64 characters")
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,5 +173,7 @@ class OrderDetails:
             raise ValueError("an order needs an accession number")
         if len(self.accession_number) > 64:
             raise ValueError("an accession number has at most 64 characters")
+        if len(self.study_instance_uid) > 64:
+            raise ValueError("a Study Instance UID has at most 64 characters")
         if self.ordered_at is not None and self.ordered_at.tzinfo is None:
             raise ValueError("ordered_at must be an aware time")

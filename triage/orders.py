@@ -108,6 +108,17 @@ _PATIENT_FIELDS = (
 )
 
 
+def _clipped(values: dict[str, Any]) -> dict[str, Any]:
+    """Texts cut to their column's length: a long location or provider name
+    from a RIS is no reason to refuse an order (identifiers are checked in
+    :mod:`triage.order_details`)."""
+    for name, value in values.items():
+        limit = getattr(Order._meta.get_field(name), "max_length", None)
+        if isinstance(value, str) and limit is not None:
+            values[name] = value[:limit]
+    return values
+
+
 def _order_values(details: OrderDetails) -> dict[str, Any]:
     patient = details.patient
     values: dict[str, Any] = {
@@ -123,7 +134,7 @@ def _order_values(details: OrderDetails) -> dict[str, Any]:
         "patient_sex": patient.sex,
         "cancel_reason": details.cancel_reason if details.cancelled else "",
     }
-    return values
+    return _clipped(values)
 
 
 @transaction.atomic
@@ -251,7 +262,10 @@ def _matching_study(order: Order, details: OrderDetails) -> Study | None:
                 "this accession number"
             )
         return linked
-    candidates = Study.objects.select_for_update().filter(order__isnull=True)
+    # of=self: the order join is an outer one, which PostgreSQL cannot lock.
+    candidates = Study.objects.select_for_update(of=("self",)).filter(
+        order__isnull=True
+    )
     if uid:
         found = Study.objects.select_for_update().filter(study_instance_uid=uid).first()
         if found is not None:
@@ -263,7 +277,7 @@ def _matching_study(order: Order, details: OrderDetails) -> Study | None:
                     "accession number"
                 )
             return found
-        if candidates.filter(accession_number=order.accession_number).exists():
+        if Study.objects.filter(accession_number=order.accession_number).exists():
             raise OrderNotApplicable(
                 "the study received for this accession number has another "
                 "Study Instance UID"
@@ -336,6 +350,17 @@ def link_order_to_new_study(study: Study, *, now: datetime) -> int | None:
         .first()
     )
     if order is None:
+        waiting = Order.objects.filter(
+            accession_number=study.accession_number, study__isnull=True
+        ).values_list("pk", flat=True)
+        for order_id in waiting:
+            # Same accession, another Study Instance UID: not this study's.
+            logger.warning(
+                "an order waits for another study of this accession "
+                "order_id=%s study_id=%s",
+                order_id,
+                study.pk,
+            )
         return None
     order.study = study
     order.study_instance_uid = study.study_instance_uid

@@ -137,6 +137,8 @@ def test_priority_codes_map_onto_the_order_priorities(
         lambda: order("A" * 65),
         lambda: order(ordered_at=datetime(2026, 1, 1)),  # noqa: DTZ001 - the point
         lambda: PatientDetails(" "),
+        lambda: PatientDetails("M" * 65),
+        lambda: order(study_instance_uid="1." * 40),
         lambda: PatientMergeDetails(PatientDetails("MRN-1"), ""),
     ],
 )
@@ -267,6 +269,16 @@ def test_an_order_without_a_uid_links_a_study_received_under_its_accession() -> 
     outcome = orders.receive_order(order("ACC-9"), source=OrderSource.API, now=NOW)
     assert outcome.study_id == study.pk
     assert Order.objects.get().study_instance_uid == study.study_instance_uid
+
+
+def test_long_texts_are_cut_to_fit_rather_than_refusing_the_order() -> None:
+    orders.receive_order(
+        order("ACC-20", assigned_location="L" * 500, ordering_provider="D" * 500),
+        source=OrderSource.HL7,
+        now=NOW,
+    )
+    saved = Order.objects.get()
+    assert (len(saved.assigned_location), len(saved.ordering_provider)) == (128, 256)
 
 
 def test_the_same_order_twice_changes_nothing(committed: Callable[..., Any]) -> None:
