@@ -314,3 +314,16 @@ def test_fhir_requires_an_order_token() -> None:
     assert forbidden.status_code == 403
     assert issues(forbidden)[0]["code"] == "forbidden"
     assert not Order.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("url", "status"),
+    [("/fhir/Patient", 404), (f"{URL}?format=bogus", 404)],
+)
+def test_unknown_fhir_urls_answer_an_operation_outcome(
+    engine: APIClient, url: str, status: int
+) -> None:
+    response = post(engine, resource(), url=url)
+    assert response.status_code == status
+    assert issues(response)[0]["code"] == "not-found"

@@ -11,8 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from rest_framework import exceptions, status
@@ -91,6 +94,11 @@ def _outcome_response(
 
 def _fhir_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's errors (authentication, permission, parse, method) as outcomes."""
+    # As DRF's own handler does: Django's 404 and 403 are API errors too.
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
     if not isinstance(exc, exceptions.APIException):
         return None
     headers: dict[str, str] = {}
@@ -203,19 +211,29 @@ class _FhirView(APIView):
         )
 
 
+def _outcome_doc(description: str) -> OpenApiResponse:
+    return OpenApiResponse(
+        OpenApiTypes.OBJECT, description=f"OperationOutcome: {description}"
+    )
+
+
 _SCHEMA: dict[str, Any] = {
     "request": {FHIR_JSON: {"type": "object"}, "application/json": {"type": "object"}},
     "responses": {
         (201, FHIR_JSON): OpenApiResponse(
-            description="the ServiceRequest, with its id"
+            OpenApiTypes.OBJECT, description="the ServiceRequest, with its id"
         ),
         (200, FHIR_JSON): OpenApiResponse(
-            description="an order already known: updated (or unchanged)"
+            OpenApiTypes.OBJECT,
+            description="an order already known: updated (or unchanged)",
         ),
-        (400, FHIR_JSON): OpenApiResponse(description="OperationOutcome: invalid"),
-        (422, FHIR_JSON): OpenApiResponse(
-            description="OperationOutcome: contradicts what was received before"
-        ),
+        # Every error is an OperationOutcome, in FHIR's media type.
+        (400, FHIR_JSON): _outcome_doc("invalid resource or body"),
+        (401, FHIR_JSON): _outcome_doc("no credentials"),
+        (403, FHIR_JSON): _outcome_doc("not an order integration account"),
+        (404, FHIR_JSON): _outcome_doc("no such ServiceRequest"),
+        (415, FHIR_JSON): _outcome_doc("not JSON"),
+        (422, FHIR_JSON): _outcome_doc("contradicts what was received before"),
     },
 }
 
