@@ -24,6 +24,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("dicomweb/", include("triage.dicomweb.urls")),
+    path("fhir/", include("triage.fhir.urls")),
+    path("api/", include("triage.api.urls")),
     path("api/", include("worklist.api.urls")),
     path("", include("worklist.urls")),
 ]

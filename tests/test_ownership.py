@@ -43,6 +43,7 @@ STUDY_STATE = (
     "Study",
     "Series",
     "Instance",
+    "Order",
     "StudyScoring",
     "WorklistEntry",
 )

@@ -26,7 +26,7 @@ from django.forms import ModelForm, ModelMultipleChoiceField
 from django.http import HttpRequest
 from django.utils import timezone
 
-from triage.models import AuditEvent, Instance, Series, Study, StudyEvent
+from triage.models import AuditEvent, Instance, Order, Series, Study, StudyEvent
 from triage.roles import CONFIGURE_AI, VIEW_PHI, Role
 from triage.services import record_audit
 
@@ -217,6 +217,43 @@ class InstanceAdmin(HidesPhi, admin.ModelAdmin[Instance]):
     list_display = ("id", "series_id", "instance_number", "size_bytes", "received_at")
     readonly_fields = ("sop_instance_uid", "series", "sha256", "storage_path")
     phi_fields = ("sop_instance_uid", "storage_path")
+
+
+@admin.register(Order)
+class OrderAdmin(HidesPhi, ReadOnlyForAdministrators, admin.ModelAdmin[Order]):
+    """Orders as received; read-only: only ``triage.orders`` writes them."""
+
+    list_display = (
+        "id",
+        "status",
+        "source",
+        "patient_class",
+        "order_priority",
+        "study_id",
+        "received_at",
+        "updated_at",
+    )
+    list_filter = ("status", "source", "patient_class", "order_priority")
+    # Identifiers, demographics, the dates of care and free text that may name
+    # the patient.
+    phi_fields = (
+        "accession_number",
+        "study_instance_uid",
+        "placer_order_number",
+        "filler_order_number",
+        "study",
+        "patient_id",
+        "issuer_of_patient_id",
+        "patient_name",
+        "patient_birth_date",
+        "patient_sex",
+        "assigned_location",
+        "reason_for_study",
+        "ordering_provider",
+        "callback_number",
+        "ordered_at",
+        "cancel_reason",
+    )
 
 
 @admin.register(StudyEvent)

@@ -11,6 +11,7 @@ from triage.roles import STUDY_PERMISSIONS
 from triage.vocabulary import (
     IntakeSource,
     OrderPriority,
+    OrderStatus,
     PatientClass,
     ReportStatus,
     choices,
@@ -98,6 +99,64 @@ class Study(models.Model):
         return [m for m in self.modalities.split("\\") if m]
 
 
+class Order(models.Model):
+    """One imaging order from the RIS (HL7, REST or FHIR), keyed by accession.
+
+    PHI. Written only by ``triage.orders``. The order may arrive before its
+    study's images (``study`` empty) or after them; whichever comes second is
+    matched by accession number (and Study Instance UID when both carry one).
+    What feeds the priority (patient class, order priority) is also copied to
+    the study; what people read (reason, location, ordering provider, call-back
+    number, cancel reason) stays here, reachable as ``study.order``.
+    """
+
+    accession_number = models.CharField(max_length=64, unique=True)
+    study_instance_uid = models.CharField(max_length=64, blank=True, default="")
+    placer_order_number = models.CharField(max_length=64, blank=True, default="")
+    filler_order_number = models.CharField(max_length=64, blank=True, default="")
+    study = models.OneToOneField(
+        Study,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="order",
+    )
+    patient_id = models.CharField(max_length=64)
+    issuer_of_patient_id = models.CharField(max_length=64, blank=True, default="")
+    patient_name = models.CharField(max_length=324, blank=True, default="")
+    patient_birth_date = models.DateField(null=True, blank=True)
+    patient_sex = models.CharField(max_length=16, blank=True, default="")
+    patient_class = models.CharField(
+        max_length=16, choices=choices(PatientClass), default=PatientClass.UNKNOWN
+    )
+    order_priority = models.CharField(
+        max_length=16, choices=choices(OrderPriority), default=OrderPriority.ROUTINE
+    )
+    assigned_location = models.CharField(max_length=128, blank=True, default="")
+    procedure_code = models.CharField(max_length=64, blank=True, default="")
+    procedure_text = models.CharField(max_length=256, blank=True, default="")
+    reason_for_study = models.TextField(blank=True, default="")
+    ordering_provider = models.CharField(max_length=256, blank=True, default="")
+    callback_number = models.CharField(max_length=64, blank=True, default="")
+    ordered_at = models.DateTimeField(null=True, blank=True)
+    source = models.CharField(max_length=8, choices=choices(IntakeSource))
+    status = models.CharField(
+        max_length=16, choices=choices(OrderStatus), default=OrderStatus.SCHEDULED
+    )
+    cancel_reason = models.CharField(max_length=256, blank=True, default="")
+    received_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["patient_id"], name="order_patient_idx"),
+        ]
+
+    def __str__(self) -> str:
+        # Never the accession or the patient: this string ends up in logs.
+        return f"Order #{self.pk}"
+
+
 class Series(models.Model):
     """One series of a study, keyed by its SeriesInstanceUID."""
 
@@ -174,7 +233,10 @@ class StudyEvent(models.Model):
 
     class Kind(models.TextChoices):
         RECEIVED = "received", "First instance received"
+        ORDER_RECEIVED = "order_received", "Order received"
         ORDER_UPDATED = "order_updated", "Order details updated"
+        ORDER_CANCELLED = "order_cancelled", "Order cancelled"
+        PATIENT_MERGED = "patient_merged", "Patient merged"
         INSTANCE_REPLACED = "instance_replaced", "Instance replaced"
         STABLE = "stable", "Stable"
         REOPENED = "reopened", "Reopened by late instances"

@@ -28,6 +28,9 @@ VIEW_PHI = "view_phi"
 # Not a role's: held by integration accounts (a PACS, a modality gateway), which
 # store instances by STOW-RS and search by QIDO-RS with an API token.
 USE_DICOMWEB = "use_dicomweb"
+# Not a role's either: held by the integration account of the RIS or interface
+# engine, which posts orders (POST /api/orders/, FHIR ServiceRequest).
+SUBMIT_ORDERS = "submit_orders"
 
 STUDY_PERMISSIONS: tuple[tuple[str, str], ...] = (
     (READ_STUDIES, "Can claim, read and finalize studies"),
@@ -37,6 +40,7 @@ STUDY_PERMISSIONS: tuple[tuple[str, str], ...] = (
     (CONFIGURE_AI, "Can enable models and override thresholds"),
     (VIEW_PHI, "Can see patient names and identifiers"),
     (USE_DICOMWEB, "Can store and search studies by DICOMweb (integrations)"),
+    (SUBMIT_ORDERS, "Can submit imaging orders by REST or FHIR (integrations)"),
 )
 
 # Least privilege: each role gets only what its daily work needs.

@@ -40,7 +40,7 @@ from triage.models import (
     StudyEvent,
     WorkerHeartbeat,
 )
-from triage.roles import USE_DICOMWEB, Role
+from triage.roles import SUBMIT_ORDERS, USE_DICOMWEB, Role
 from triage.signals import series_stable, study_changed, study_stable
 from triage.stability import (
     Arrivals,
@@ -325,6 +325,12 @@ def _create_study(header: InstanceHeader, now: datetime) -> None:
     )
     if created:
         StudyEvent.objects.create(study=study, kind=StudyEvent.Kind.RECEIVED, at=now)
+        # Imported here: triage.orders builds on this module's services.
+        from triage.orders import link_order_to_new_study
+
+        # In the study's own transaction, so its scoring queue and first
+        # priority already see the order that came before the images.
+        link_order_to_new_study(study, now=now)
 
 
 def _create_series(header: InstanceHeader, study_id: int, now: datetime) -> int:
@@ -598,25 +604,32 @@ def _announce_stable_series(study_id: int, series_id: int, why: str) -> None:
 
 
 @transaction.atomic
-def set_integration_user(username: str, *, rotate_token: bool = False) -> str:
+def set_integration_user(
+    username: str, *, rotate_token: bool = False, submit_orders: bool = False
+) -> str:
     """Create or update an integration account; returns its API token.
 
     An integration account is a machine peer (a PACS, a modality gateway, a
-    script): it holds the ``use_dicomweb`` permission and no role, has no
-    password (it cannot log in to the pages), and authenticates with a DRF
-    token (``Authorization: Token <key>``).
+    RIS or interface engine, a script): it holds the ``use_dicomweb``
+    permission and no role, has no password (it cannot log in to the pages),
+    and authenticates with a DRF token (``Authorization: Token <key>``).
 
     Args:
         username: the account's name.
         rotate_token: replace an existing token with a new one.
+        submit_orders: also let it post orders (``POST /api/orders/``, FHIR
+            ``ServiceRequest``); never taken away by a call without it.
     """
     user_model = get_user_model()
     user, created = user_model.objects.get_or_create(username=username)
     if created:
         user.set_unusable_password()
         user.save()
+    codenames = [USE_DICOMWEB, SUBMIT_ORDERS] if submit_orders else [USE_DICOMWEB]
     user.user_permissions.add(
-        Permission.objects.get(content_type__app_label="triage", codename=USE_DICOMWEB)
+        *Permission.objects.filter(
+            content_type__app_label="triage", codename__in=codenames
+        )
     )
     if rotate_token:
         Token.objects.filter(user=user).delete()

@@ -71,3 +71,13 @@ class IntakeSource(LabelledEnum):
     HL7 = "hl7", "HL7 v2"
     API = "api", "REST API"
     FHIR = "fhir", "FHIR"
+
+
+class OrderStatus(LabelledEnum):
+    """Where an order stands: expected, imaged, cancelled or reported."""
+
+    SCHEDULED = "scheduled"
+    # The study's images have arrived and met the order.
+    IN_PROGRESS = "in_progress", "In progress"
+    CANCELLED = "cancelled"
+    COMPLETED = "completed"

@@ -35,10 +35,13 @@ def worklist_order() -> list[OrderBy]:
 
 
 def not_final(queryset: QuerySet[Study] | None = None) -> QuerySet[Study]:
-    """Studies with a worklist entry that is not final."""
+    """Studies with a worklist entry that is not final (nor its order cancelled)."""
     studies = Study.objects.all() if queryset is None else queryset
     return studies.filter(worklist_entry__isnull=False).exclude(
-        worklist_entry__reading_status=ReadingStatus.FINAL
+        worklist_entry__reading_status__in=[
+            ReadingStatus.FINAL,
+            ReadingStatus.CANCELLED,
+        ]
     )
 
 

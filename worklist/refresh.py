@@ -28,7 +28,7 @@ from inference.models import Finding
 from inference.vocabulary import AIStatus
 from radtriage.db import OnCommitBatch, recoverable_transaction
 from triage.models import Study
-from triage.vocabulary import OrderPriority, PatientClass, Severity
+from triage.vocabulary import OrderPriority, OrderStatus, PatientClass, Severity
 from worklist import broadcast
 from worklist.alerts.models import Alert
 from worklist.models import WorklistEntry
@@ -58,6 +58,8 @@ REFRESH_CHUNK = 500
 WAITING = frozenset(
     {ReadingStatus.AWAITING_IMAGES, ReadingStatus.AWAITING_AI, ReadingStatus.READY}
 )
+#: Reading states that are not on the worklist.
+OFF_THE_LIST = frozenset({ReadingStatus.FINAL, ReadingStatus.CANCELLED})
 #: The fields a refresh may change.
 REFRESHED_FIELDS = (
     "priority_score",
@@ -136,8 +138,16 @@ def score_of(
     return compute_priority(inputs, weights, now=now)
 
 
+def order_cancelled(study: Study) -> bool:
+    """Whether the study's order was cancelled (``order`` loaded with it)."""
+    order = getattr(study, "order", None)
+    return order is not None and order.status == OrderStatus.CANCELLED
+
+
 def unclaimed_status(entry: WorklistEntry, study: Study) -> ReadingStatus:
     """Where a study stands when nobody holds it: the one rule."""
+    if order_cancelled(study):
+        return ReadingStatus.CANCELLED
     if entry.preliminary_at is not None:
         return ReadingStatus.PRELIMINARY
     if study.stable_at is None:
@@ -147,8 +157,9 @@ def unclaimed_status(entry: WorklistEntry, study: Study) -> ReadingStatus:
     return ReadingStatus.READY
 
 
-#: What a refresh reads of a study beside its row: patient and scoring state.
-REFRESH_RELATED = ("patient", "scoring")
+#: What a refresh reads of a study beside its row: patient, scoring state and
+#: order (a cancelled order takes the study off the list).
+REFRESH_RELATED = ("patient", "scoring", "order")
 
 
 def studies_to_refresh(study_ids: Iterable[int]) -> list[Study]:
@@ -193,7 +204,13 @@ def refresh(
         score = score_of(study, findings, weights, now)
         entry.priority_score = score.total
         entry.priority_components = [c.as_dict() for c in score.components]
-    if entry.claimed_by_id is None and entry.reading_status in WAITING:
+    if (
+        (entry.claimed_by_id is None and entry.reading_status in WAITING)
+        # A cancelled order ends reading, claimed or not; a renewed one
+        # brings the study back where it stands.
+        or entry.reading_status == ReadingStatus.CANCELLED
+        or order_cancelled(study)
+    ):
         entry.reading_status = unclaimed_status(entry, study)
     # Flagged: the AI found something, even where the wait cap outranks it.
     entry.ai_flagged = any(f.positive and not f.shadow for f in findings)
@@ -215,7 +232,7 @@ def announce(entry: WorklistEntry, changed: Iterable[str], shown_score: float) -
     A new version (the row's content changed) or a new whole score (the list's
     order and the badge; ``shown_score`` is the score before) sends a delta.
     """
-    if entry.reading_status == ReadingStatus.FINAL:
+    if entry.reading_status in OFF_THE_LIST:
         if "version" in changed:
             broadcast.queue_study_removed(entry.study_id)
         return

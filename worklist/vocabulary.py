@@ -18,3 +18,6 @@ class ReadingStatus(LabelledEnum):
     IN_PROGRESS = "in_progress"
     PRELIMINARY = "preliminary"
     FINAL = "final"
+    # The order was cancelled (ORC-1 CA/DC, FHIR revoked): off the list, the
+    # images kept; the reason is the order's (``study.order.cancel_reason``).
+    CANCELLED = "cancelled"

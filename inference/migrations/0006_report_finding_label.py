@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("inference", "0005_copy_scoring_state"),
-        ("triage", "0012_report"),
+        ("triage", "0013_report"),
     ]
 
     operations = [

@@ -10,10 +10,14 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import AbstractBaseUser, Group, User
 from django.test import Client
+from django.utils import timezone
 
 from tests.factories import StudyFactory
-from triage.models import AuditEvent
+from triage.models import AuditEvent, Order
+from triage.order_details import OrderDetails, PatientDetails
+from triage.orders import receive_order
 from triage.roles import Role
+from triage.vocabulary import IntakeSource
 
 pytestmark = pytest.mark.django_db
 
@@ -198,6 +202,35 @@ def test_admin_shows_no_study_identifiers_without_view_phi(
     if series is not None:
         page = admin_client.get(f"/admin/triage/series/{series.pk}/change/")
         assert series.series_instance_uid not in page.content.decode()
+
+
+def test_admin_lists_orders_read_only_and_without_phi(admin_client: Client) -> None:
+    study = StudyFactory.create(accession_number="ACC-ORDER-1")
+    receive_order(
+        OrderDetails(
+            "ACC-ORDER-1",
+            PatientDetails("MRN-SECRET-1", patient_name="SECRET^NAME"),
+            reason_for_study="secret reason",
+            callback_number="+1 555 0199",
+        ),
+        source=IntakeSource.HL7,
+        now=timezone.now(),
+    )
+    order = Order.objects.get()
+    assert order.study_id == study.pk
+    for url in ("/admin/triage/order/", f"/admin/triage/order/{order.pk}/change/"):
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+        body = response.content.decode()
+        for phi in ("ACC-ORDER-1", "MRN-SECRET-1", "SECRET^NAME", "secret reason"):
+            assert phi not in body, (url, phi)
+        assert "+1 555 0199" not in body, url
+    assert admin_client.get("/admin/triage/order/add/").status_code == 403
+    deleted = admin_client.post(
+        f"/admin/triage/order/{order.pk}/delete/", {"post": "yes"}
+    )
+    assert deleted.status_code == 403
+    assert Order.objects.filter(pk=order.pk).exists()
 
 
 def test_superuser_sees_study_identifiers() -> None:

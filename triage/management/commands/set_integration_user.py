@@ -11,8 +11,8 @@ from triage import services
 
 class Command(BaseCommand):
     help = (
-        "Create or update USERNAME as an integration account (STOW-RS and QIDO-RS "
-        "with an API token) and print the token."
+        "Create or update USERNAME as an integration account (STOW-RS and QIDO-RS, "
+        "and with --orders the order intakes, with an API token) and print the token."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -20,10 +20,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--rotate", action="store_true", help="replace the existing token"
         )
+        parser.add_argument(
+            "--orders",
+            action="store_true",
+            help="also allow posting orders (POST /api/orders/, FHIR ServiceRequest)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         token = services.set_integration_user(
-            options["username"], rotate_token=options["rotate"]
+            options["username"],
+            rotate_token=options["rotate"],
+            submit_orders=options["orders"],
         )
         # The token is the account's secret: shown to the administrator only.
         self.stdout.write(token)
