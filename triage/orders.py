@@ -508,3 +508,14 @@ def _announce(study_ids: list[int]) -> None:
         transaction.on_commit(
             partial(study_changed.send, sender=Study, study_id=study_id), robust=True
         )
+
+
+def record_reported(study_id: int, *, now: datetime) -> None:
+    """The study's final report arrived: its order is completed.
+
+    A cancelled order stays cancelled (a report on it is kept, and shown, but
+    does not bring the order back).
+    """
+    Order.objects.filter(study_id=study_id).exclude(
+        status__in=[OrderStatus.CANCELLED, OrderStatus.COMPLETED]
+    ).update(status=OrderStatus.COMPLETED, updated_at=now)

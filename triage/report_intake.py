@@ -15,6 +15,7 @@ from datetime import datetime
 
 from django.db import transaction
 
+from triage import orders
 from triage.models import Report, Study, StudyEvent
 from triage.services import record_study_event
 from triage.signals import report_received
@@ -109,5 +110,7 @@ def receive_report(
             at=details.reported_at,
             detail={"source": "ris", "via": source.value, "report_id": report.pk},
         )
+        if details.status != ReportStatus.PRELIMINARY:
+            orders.record_reported(study.pk, now=now)
         report_received.send(sender=Report, study_id=study.pk, report=report)
     return ReportOutcome(tuple(stored), new)

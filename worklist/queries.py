@@ -45,13 +45,21 @@ def not_final(queryset: QuerySet[Study] | None = None) -> QuerySet[Study]:
     )
 
 
+#: What a worklist row shows of a study beyond the study row itself.
+ROW_RELATED = (
+    "patient",
+    "scoring",
+    "order",
+    "worklist_entry",
+    "worklist_entry__claimed_by",
+)
+
+
 def for_worklist(queryset: QuerySet[Study] | None = None) -> QuerySet[Study]:
     """Studies still to be read, in the worklist's order, with what rows show."""
     return (
         not_final(queryset)
-        .select_related(
-            "patient", "scoring", "worklist_entry", "worklist_entry__claimed_by"
-        )
+        .select_related(*ROW_RELATED)
         .annotate(priority_score=F("worklist_entry__priority_score"))
         .order_by(*worklist_order())
     )

@@ -10,7 +10,7 @@ from django.db.models import Prefetch, QuerySet
 
 from inference.models import Finding
 from inference.vocabulary import AIStatus
-from triage.models import Study
+from triage.models import Order, Study
 from worklist.alerts.models import Alert
 from worklist.models import WorklistEntry
 from worklist.priority import Band, ComponentCode, band_of
@@ -198,7 +198,26 @@ def shown_state(study: Study, entry: WorklistEntry) -> dict[str, Any]:
         "modalities": study.modalities,
         "description": study.study_description,
         "patient": (study.patient_id, study.patient.patient_name),
+        "order": order_context(study),
     }
+
+
+def order_context(study: Study) -> tuple[str, ...] | None:
+    """What the study's order tells its readers (shown on the row and on
+    alert cards): reason, location, ordering provider, call-back number,
+    and the reason of a cancellation. None when no order is known."""
+    try:
+        order = study.order
+    except Order.DoesNotExist:
+        return None
+    return (
+        order.reason_for_study,
+        order.assigned_location,
+        order.ordering_provider,
+        order.callback_number,
+        order.status,
+        order.cancel_reason,
+    )
 
 
 def _alert_state(alerts: list[Alert]) -> dict[str, str]:

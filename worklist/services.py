@@ -49,6 +49,10 @@ class StudyIsFinal(WorkflowError):
     """The study is reported: nothing more to do on the worklist."""
 
 
+class StudyCancelled(WorkflowError):
+    """The study's order was cancelled: it is not to be read."""
+
+
 class ReadingEndsInRis(WorkflowError):
     """This site's reports are written and signed in the RIS, not here."""
 
@@ -68,6 +72,13 @@ def _lock(study_id: int) -> WorklistEntry:
     if entry is None:
         raise Study.DoesNotExist(f"no study #{study_id}")
     return entry
+
+
+def _check_readable(entry: WorklistEntry) -> None:
+    if entry.reading_status == ReadingStatus.FINAL:
+        raise StudyIsFinal("this study is already final")
+    if entry.reading_status == ReadingStatus.CANCELLED:
+        raise StudyCancelled("this study's order was cancelled")
 
 
 def _save(entry: WorklistEntry, fields: list[str], now: datetime) -> None:
@@ -114,11 +125,11 @@ def claim_study(study_id: int, user: AbstractBaseUser, *, now: datetime) -> Stud
     Raises:
         StudyAlreadyClaimed: another radiologist holds it.
         StudyIsFinal: it is already reported.
+        StudyCancelled: its order was cancelled.
         Study.DoesNotExist: no such study.
     """
     entry = _lock(study_id)
-    if entry.reading_status == ReadingStatus.FINAL:
-        raise StudyIsFinal("this study is already final")
+    _check_readable(entry)
     if entry.claimed_by_id is not None:
         if entry.claimed_by_id == user.pk:
             return entry.study
@@ -236,8 +247,7 @@ def _finish(study_id: int, user: AbstractBaseUser, now: datetime) -> WorklistEnt
     if reading_ends_in_ris():
         raise ReadingEndsInRis("reports for this site are signed in the RIS")
     entry = _lock(study_id)
-    if entry.reading_status == ReadingStatus.FINAL:
-        raise StudyIsFinal("this study is already final")
+    _check_readable(entry)
     if entry.claimed_by_id is not None and entry.claimed_by_id != user.pk:
         raise StudyAlreadyClaimed("another radiologist is reading this study")
     if entry.claimed_by_id is None:

@@ -30,7 +30,7 @@ from worklist import services as worklist_services
 from worklist.api.filters import StudyFilter
 from worklist.api.serializers import FeedbackSerializer, WorklistFilterSerializer
 from worklist.models import WorklistFilter
-from worklist.queries import for_worklist
+from worklist.queries import ROW_RELATED, for_worklist
 from worklist.rows import MODALITY_CHOICES, StudyRow, with_live_findings
 from worklist.vocabulary import ReadingStatus
 
@@ -219,9 +219,7 @@ def study_action(request: HttpRequest, study_id: int, action: str) -> HttpRespon
         return redirect("worklist")
     study = (
         with_live_findings(Study.objects.all())
-        .select_related(
-            "patient", "scoring", "worklist_entry", "worklist_entry__claimed_by"
-        )
+        .select_related(*ROW_RELATED)
         .filter(pk=study_id, worklist_entry__isnull=False)
         .first()
     )

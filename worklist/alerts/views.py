@@ -46,10 +46,14 @@ class BoardFilters:
         )
 
 
+#: What an alert card shows beyond the alert: the study, its patient and order.
+CARD_RELATED = ("study", "study__patient", "study__order", "acknowledged_by")
+
+
 def _alerts(filters: BoardFilters) -> QuerySet[Alert]:
-    alerts = Alert.objects.select_related(
-        "study", "study__patient", "acknowledged_by"
-    ).order_by("-escalated_at", "status", "-raised_at")
+    alerts = Alert.objects.select_related(*CARD_RELATED).order_by(
+        "-escalated_at", "status", "-raised_at"
+    )
     if filters.status == "unresolved":
         alerts = alerts.unresolved()
     else:
@@ -135,9 +139,7 @@ def acknowledge(request: HttpRequest, alert_id: int) -> HttpResponse:
         error = str(exc)
     if not getattr(request, "htmx", False):
         return redirect("alert-board")
-    alert = Alert.objects.select_related(
-        "study", "study__patient", "acknowledged_by"
-    ).get(pk=alert_id)
+    alert = Alert.objects.select_related(*CARD_RELATED).get(pk=alert_id)
     return render(
         request, "worklist/_alert_card.html", {"alert": alert, "error": error}
     )
