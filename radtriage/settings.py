@@ -409,6 +409,17 @@ RADTRIAGE_DICOM_MAX_PDU = env_int("RADTRIAGE_DICOM_MAX_PDU", 1 << 20, minimum=0)
 RADTRIAGE_DICOM_CALLING_AE_ALLOWLIST = env_list(
     "RADTRIAGE_DICOM_CALLING_AE_ALLOWLIST", []
 )
+# HL7 v2 over MLLP (triage.hl7): orders, reports and patient updates.
+RADTRIAGE_HL7_HOST = env_str("RADTRIAGE_HL7_HOST", "127.0.0.1")
+RADTRIAGE_HL7_PORT = env_int("RADTRIAGE_HL7_PORT", 2575, minimum=1)
+# A frame longer than this is refused (AR) and its connection closed.
+RADTRIAGE_HL7_MAX_MESSAGE_BYTES = (
+    env_int("RADTRIAGE_HL7_MAX_MESSAGE_KB", 1024, minimum=1) * 1024
+)
+# Whether the embedded `serve` starts the HL7 listener too.
+RADTRIAGE_HL7_IN_SERVE = env_bool("RADTRIAGE_HL7_IN_SERVE", True)
+# Modules whose import registers HL7 handlers (triage.hl7.dispatch.register).
+RADTRIAGE_HL7_HANDLER_MODULES = env_list("RADTRIAGE_HL7_HANDLER_MODULES", [])
 # Seconds without a new instance after which a study (or series) is stable,
 # per DICOM modality; "*" for the others.
 # A series whose study has moved on to another series is complete after this

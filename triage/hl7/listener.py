@@ -1,0 +1,212 @@
+"""The HL7 v2 listener over MLLP: python-hl7's asyncio server and streams.
+
+One event loop frames every connection; storing and applying a message runs in
+a worker thread (``asyncio.to_thread``), so a slow database holds up only the
+connection whose message it is. Messages on one connection are answered in
+order, one at a time, as MLLP's original mode expects.
+
+What a hostile or broken peer can do and what happens:
+
+* a frame that is not HL7 (no MSH, a batch, an unsupported type): stored as
+  rejected and answered AR; the connection stays open for the next one;
+* bytes outside any frame: dropped up to the next start block (the library's
+  ``readblock`` would drop the next valid frame with them, so frames are cut
+  here with its constants: everything before the last start block goes);
+* a frame longer than ``RADTRIAGE_HL7_MAX_MESSAGE_KB``: answered AR, the
+  connection closed (its end cannot be found without reading it all);
+* a half frame and a disconnect: nothing to answer; nothing stored;
+* a database that cannot store the message: no ACK, the connection closed, so
+  that the sender sends it again (the library's default timeout and resend).
+
+Logs name the stored row, control id, type and outcome, never message content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+from hl7.mllp import start_hl7_server
+from hl7.mllp.streams import CARRIAGE_RETURN, END_BLOCK, START_BLOCK
+
+from triage.hl7 import dispatch
+from triage.hl7.dispatch import AckCode, build_ack
+from triage.hl7.messages import ERR_SEGMENT_SEQUENCE
+from triage.hl7.services import Receipt, receive_message
+
+logger = logging.getLogger(__name__)
+
+FRAME_END = END_BLOCK + CARRIAGE_RETURN
+SHUTDOWN_GRACE_SECONDS = 30.0
+
+
+def _decode(block: bytes) -> str:
+    # HL7 2.x is mostly ASCII; 2.8 prefers UTF-8; older sites send Latin-1,
+    # which decodes any byte, so nothing received is refused for its charset.
+    try:
+        return block.decode("utf-8")
+    except UnicodeDecodeError:
+        return block.decode("latin-1")
+
+
+def _receive(text: str, remote_host: str) -> Receipt:
+    """Store and apply one message in this worker thread, with its own connection."""
+    close_old_connections()
+    try:
+        return receive_message(text, remote_host=remote_host, now=timezone.now())
+    finally:
+        close_old_connections()
+
+
+class _OversizeFrame(Exception):
+    pass
+
+
+async def _read_frame(reader: Any) -> bytes | None:
+    """The next frame's content; None for bytes that were not in a frame.
+
+    Raises:
+        asyncio.IncompleteReadError: the peer closed (mid-frame or not).
+        _OversizeFrame: no frame end within the reader's limit.
+    """
+    try:
+        block: bytes = await reader.readuntil(FRAME_END)
+    except asyncio.LimitOverrunError:
+        raise _OversizeFrame from None
+    start = block.rfind(START_BLOCK)
+    if start < 0:
+        return None
+    return block[start + 1 : -len(FRAME_END)]
+
+
+class HL7Listener:
+    """An MLLP server on ``host:port`` for the life of one event loop."""
+
+    def __init__(self, host: str, port: int, *, max_bytes: int) -> None:
+        self.host = host
+        self.port = port
+        self.max_bytes = max_bytes
+        self._server: asyncio.Server | None = None
+        self._idle: set[asyncio.Task[Any]] = set()
+        self._busy: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+
+    async def start(self) -> None:
+        """Bind and listen; returns once connections are accepted."""
+        self._server = await start_hl7_server(
+            self._on_connection, self.host, self.port, limit=self.max_bytes
+        )
+        logger.info("HL7 listener on %s:%s", self.host, self.port)
+
+    async def close(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Stop accepting, answer the messages in flight, close every connection."""
+        self._stopping = True
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._idle):
+            task.cancel()
+        if self._busy:
+            await asyncio.wait(list(self._busy), timeout=grace)
+        for task in list(self._busy | self._idle):
+            task.cancel()
+
+    async def _on_connection(self, reader: Any, writer: Any) -> None:
+        task = asyncio.current_task()
+        assert task is not None  # noqa: S101 - a callback of a running server
+        peer = writer.get_extra_info("peername")
+        remote_host = str(peer[0]) if peer else ""
+        try:
+            while not self._stopping:
+                self._idle.add(task)
+                try:
+                    frame = await _read_frame(reader)
+                finally:
+                    self._idle.discard(task)
+                if frame is None:
+                    logger.info("HL7: bytes outside an MLLP frame discarded")
+                    continue
+                self._busy.add(task)
+                try:
+                    receipt = await asyncio.to_thread(
+                        _receive, _decode(frame), remote_host
+                    )
+                finally:
+                    self._busy.discard(task)
+                writer.writeblock(receipt.ack.encode("utf-8"))
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            pass  # the peer closed, perhaps in the middle of a frame
+        except _OversizeFrame:
+            logger.warning("HL7: frame over %s bytes refused", self.max_bytes)
+            ack = build_ack(
+                None,
+                AckCode.REJECT,
+                now=timezone.now(),
+                text=f"message longer than {self.max_bytes} bytes",
+                error_code=ERR_SEGMENT_SEQUENCE,
+            )
+            with contextlib.suppress(ConnectionError):
+                writer.writeblock(ack.encode("utf-8"))
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        except Exception as exc:  # noqa: BLE001 - one connection's end, not the listener's
+            # Unstored (a DatabaseError, most likely): no ACK, so that the sender
+            # sends it again. The type only: a database error's text can quote
+            # the values of the message.
+            logger.error(
+                "HL7: connection closed unanswered after %s", type(exc).__name__
+            )
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+
+def configured_listener(
+    host: str | None = None, port: int | None = None
+) -> HL7Listener:
+    """A listener from the settings, with the configured handler modules loaded."""
+    dispatch.load_handler_modules(settings.RADTRIAGE_HL7_HANDLER_MODULES)
+    return HL7Listener(
+        host or settings.RADTRIAGE_HL7_HOST,
+        port or settings.RADTRIAGE_HL7_PORT,
+        max_bytes=settings.RADTRIAGE_HL7_MAX_MESSAGE_BYTES,
+    )
+
+
+class ThreadedListener:
+    """The listener on an event loop of its own thread (the embedded ``serve``)."""
+
+    def __init__(self, listener: HL7Listener) -> None:
+        self.listener = listener
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="hl7-listener", daemon=True
+        )
+
+    def start(self) -> None:
+        """Start the thread and bind; raises what binding raised."""
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.listener.start(), self._loop).result(30)
+
+    def shutdown(self) -> None:
+        """Answer the messages in flight, then stop the thread."""
+        future = asyncio.run_coroutine_threadsafe(self.listener.close(), self._loop)
+        with contextlib.suppress(TimeoutError):
+            future.result(SHUTDOWN_GRACE_SECONDS + 5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+def start_listener() -> ThreadedListener:
+    """Start the configured listener in a thread of this process."""
+    threaded = ThreadedListener(configured_listener())
+    threaded.start()
+    return threaded
