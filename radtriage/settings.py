@@ -416,6 +416,12 @@ RADTRIAGE_HL7_PORT = env_int("RADTRIAGE_HL7_PORT", 2575, minimum=1)
 RADTRIAGE_HL7_MAX_MESSAGE_BYTES = (
     env_int("RADTRIAGE_HL7_MAX_MESSAGE_KB", 1024, minimum=1) * 1024
 )
+# Threads storing and applying messages, each with a database connection.
+# SQLite takes one writer at a time, and its waiting writers poll with sleeps
+# (up to 25 ms each): one thread queues them without the sleeps instead.
+RADTRIAGE_HL7_DATABASE_THREADS = env_int(
+    "RADTRIAGE_HL7_DATABASE_THREADS", 4 if DATABASE_URL else 1, minimum=1
+)
 # Whether the embedded `serve` starts the HL7 listener too.
 RADTRIAGE_HL7_IN_SERVE = env_bool("RADTRIAGE_HL7_IN_SERVE", True)
 # Modules whose import registers HL7 handlers (triage.hl7.dispatch.register).

@@ -177,16 +177,16 @@ async def test_a_listener_fed_garbage_keeps_answering_valid_messages(
         assert value not in log
 
 
-async def test_a_listener_killed_after_storing_leaves_the_message_for_replay(
-    listener: Listener, tmp_path: Path
-) -> None:
+async def _kill_while_applying(listener: Listener, control_id: str) -> None:
+    """Send an order and SIGKILL the listener once it is stored, mid-apply."""
     block = Path(listener.env[BLOCK_FILE_ENV])
     block.touch()  # the order handler waits while this exists
     process = listener.start()
-    sender = asyncio.create_task(_send(listener.port, samples.orm(control_id="K1")))
+    text = samples.orm(control_id=control_id)
+    sender = asyncio.create_task(_send(listener.port, text))
     await asyncio.to_thread(
         wait_until,
-        lambda: listener.rows() == [("K1", "pending", "")],
+        lambda: listener.rows() == [(control_id, "pending", "")],
         timeout=30,
         what="the message stored as pending",
     )
@@ -194,10 +194,15 @@ async def test_a_listener_killed_after_storing_leaves_the_message_for_replay(
     process.popen.wait(10)
     with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
         await sender  # the sender got no ACK
-    assert listener.rows() == [("K1", "pending", "")]
-    assert listener.applied_count("K1") == 0
-
+    assert listener.rows() == [(control_id, "pending", "")]
+    assert listener.applied_count(control_id) == 0
     block.unlink()
+
+
+async def test_a_listener_killed_after_storing_leaves_the_message_for_replay(
+    listener: Listener,
+) -> None:
+    await _kill_while_applying(listener, "K1")
     out = run_manage(listener.env, "hl7_replay")
     assert ": applied (AA)" in out
     assert listener.rows() == [("K1", "applied", "AA")]
@@ -225,3 +230,13 @@ async def test_an_unsupported_message_and_a_refused_one_get_ar_and_ae(
     assert _msa(ack) == ("AE", "R1")
     assert str(ack.segment("ERR").extract_field(1, 3, 1, 1)) == "204"
     assert listener.rows() == [("S1", "rejected", "AR"), ("R1", "refused", "AE")]
+
+
+async def test_a_restarted_listener_applies_what_a_kill_left_pending(
+    listener: Listener,
+) -> None:
+    await _kill_while_applying(listener, "K2")
+    process = listener.start()
+    assert listener.rows() == [("K2", "applied", "AA")]  # before it listens
+    assert listener.applied_count("K2") == 1
+    assert "1 pending message(s) replayed at start" in process.log_text()

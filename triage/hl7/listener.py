@@ -1,9 +1,10 @@
 """The HL7 v2 listener over MLLP: python-hl7's asyncio server and streams.
 
 One event loop frames every connection; storing and applying a message runs in
-a worker thread (``asyncio.to_thread``), so a slow database holds up only the
-connection whose message it is. Messages on one connection are answered in
-order, one at a time, as MLLP's original mode expects.
+one of a few database threads (``RADTRIAGE_HL7_DATABASE_THREADS``), so a slow
+database holds up only the connections whose messages wait for it. Messages on
+one connection are answered in order, one at a time, as MLLP's original mode
+expects.
 
 What a hostile or broken peer can do and what happens:
 
@@ -27,10 +28,11 @@ import asyncio
 import contextlib
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import connections
 from django.utils import timezone
 from hl7.mllp import start_hl7_server
 from hl7.mllp.streams import CARRIAGE_RETURN, END_BLOCK, START_BLOCK
@@ -38,7 +40,7 @@ from hl7.mllp.streams import CARRIAGE_RETURN, END_BLOCK, START_BLOCK
 from triage.hl7 import dispatch
 from triage.hl7.dispatch import AckCode, build_ack
 from triage.hl7.messages import ERR_SEGMENT_SEQUENCE
-from triage.hl7.services import Receipt, receive_message
+from triage.hl7.services import Receipt, receive_message, replay_pending
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +58,24 @@ def _decode(block: bytes) -> str:
 
 
 def _receive(text: str, remote_host: str) -> Receipt:
-    """Store and apply one message in this worker thread, with its own connection."""
-    close_old_connections()
+    """Store and apply one message in a database thread.
+
+    Each of the listener's few database threads keeps its connection from one
+    message to the next (opening one per message cost more than the work); a
+    connection that failed is closed, so the next message opens a fresh one.
+    """
     try:
         return receive_message(text, remote_host=remote_host, now=timezone.now())
+    except BaseException:
+        connections.close_all()
+        raise
+
+
+def _replay_pending() -> int:
+    try:
+        return len(replay_pending())
     finally:
-        close_old_connections()
+        connections.close_all()
 
 
 class _OversizeFrame(Exception):
@@ -88,17 +102,32 @@ async def _read_frame(reader: Any) -> bytes | None:
 class HL7Listener:
     """An MLLP server on ``host:port`` for the life of one event loop."""
 
-    def __init__(self, host: str, port: int, *, max_bytes: int) -> None:
+    def __init__(
+        self, host: str, port: int, *, max_bytes: int, database_threads: int = 4
+    ) -> None:
         self.host = host
         self.port = port
         self.max_bytes = max_bytes
+        self.database_threads = database_threads
         self._server: asyncio.Server | None = None
+        # Bounded: each thread holds a database connection (a pool's share).
+        self._database = ThreadPoolExecutor(
+            max_workers=database_threads, thread_name_prefix="hl7-db"
+        )
         self._idle: set[asyncio.Task[Any]] = set()
         self._busy: set[asyncio.Task[Any]] = set()
         self._stopping = False
 
     async def start(self) -> None:
-        """Bind and listen; returns once connections are accepted."""
+        """Apply what a crash left pending, then bind and listen.
+
+        Returns once connections are accepted.
+        """
+        replayed = await asyncio.get_running_loop().run_in_executor(
+            self._database, _replay_pending
+        )
+        if replayed:
+            logger.info("HL7: %s pending message(s) replayed at start", replayed)
         self._server = await start_hl7_server(
             self._on_connection, self.host, self.port, limit=self.max_bytes
         )
@@ -115,6 +144,15 @@ class HL7Listener:
             await asyncio.wait(list(self._busy), timeout=grace)
         for task in list(self._busy | self._idle):
             task.cancel()
+        # Each thread closes its own connection (Django's are per thread).
+        closing = [
+            asyncio.get_running_loop().run_in_executor(
+                self._database, connections.close_all
+            )
+            for _ in range(self.database_threads)
+        ]
+        await asyncio.wait(closing, timeout=5)
+        self._database.shutdown(wait=False, cancel_futures=True)
 
     async def _on_connection(self, reader: Any, writer: Any) -> None:
         task = asyncio.current_task()
@@ -133,8 +171,8 @@ class HL7Listener:
                     continue
                 self._busy.add(task)
                 try:
-                    receipt = await asyncio.to_thread(
-                        _receive, _decode(frame), remote_host
+                    receipt = await asyncio.get_running_loop().run_in_executor(
+                        self._database, _receive, _decode(frame), remote_host
                     )
                 finally:
                     self._busy.discard(task)
@@ -178,6 +216,7 @@ def configured_listener(
         host or settings.RADTRIAGE_HL7_HOST,
         port or settings.RADTRIAGE_HL7_PORT,
         max_bytes=settings.RADTRIAGE_HL7_MAX_MESSAGE_BYTES,
+        database_threads=settings.RADTRIAGE_HL7_DATABASE_THREADS,
     )
 
 

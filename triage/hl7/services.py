@@ -3,11 +3,14 @@
 The order of work is what makes the feed lossless and idempotent:
 
 1. the raw message is stored in a transaction of its own (``pending``), before
-   anything is applied or acknowledged: a crash after this leaves a row that
-   ``hl7_replay`` applies;
+   anything is applied or acknowledged, and flushed to disk: a crash after
+   this leaves a row that ``hl7_replay`` (and the listener, when it starts)
+   applies;
 2. it is applied in a second transaction that locks its row, runs the handler
    and records the outcome together: the handler's writes and the outcome
-   commit at once, so a replay after a crash applies it exactly once;
+   commit at once, so a replay after a crash applies it exactly once. This
+   commit does not wait for the disk (``recoverable_transaction``): a power
+   cut can lose it only with the handler's writes, and leaves the row pending;
 3. the ACK is built from the recorded outcome.
 
 A control id (MSH-10) seen before from the same sending application and
@@ -27,6 +30,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from radtriage.db import recoverable_transaction
 from triage.hl7 import dispatch
 from triage.hl7.dispatch import AckCode, NotApplicable, build_ack
 from triage.hl7.messages import (
@@ -261,7 +265,10 @@ def apply_stored(
         message: the row's raw text already parsed by python-hl7, if at hand.
     """
     zone = zone or site_zone()
-    with transaction.atomic():
+    # The stored row is on disk already (its own, full commit); should a power
+    # cut lose this commit, the row is pending again and the listener's
+    # start-up replay applies it. So this commit need not wait for the disk.
+    with recoverable_transaction():
         row = HL7Message.objects.select_for_update().get(pk=message_id)
         if row.outcome != Outcome.PENDING:
             return row
