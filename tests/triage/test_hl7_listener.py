@@ -164,6 +164,8 @@ async def test_a_listener_fed_garbage_keeps_answering_valid_messages(
     assert _msa(await _send(port, samples.orm(control_id="C3"))) == ("AA", "C3")
 
     assert process.popen.poll() is None
+    assert process.stop() == 0  # SIGTERM: a clean stop
+    assert "HL7 listener stopped" in process.log_text()
     assert listener.rows() == [
         ("C1", "applied", "AA"),
         ("", "rejected", "AR"),

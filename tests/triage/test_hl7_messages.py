@@ -457,3 +457,14 @@ def test_a_malformed_timestamp_names_the_field(value: str) -> None:
         parse_timestamp(value, PARIS, "OBR-22")
     assert "OBR-22" in caught.value.reason
     assert value not in caught.value.reason
+
+
+def test_the_library_logs_no_field_it_cannot_unescape(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # \\Cxxyy\\ (a character set switch) makes python-hl7 log the whole field.
+    pid = samples.PID.replace("DOE^JANE", "DOE\\C2842\\^JANE")
+    with caplog.at_level("DEBUG"):
+        parsed = order(samples.orm(pid=pid))
+    assert parsed.patient.name.startswith("DOE")
+    assert "DOE" not in caplog.text

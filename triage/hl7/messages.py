@@ -13,7 +13,6 @@ what it had would.
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
@@ -21,13 +20,16 @@ from enum import StrEnum
 from typing import Any
 
 import hl7
+import hl7.containers
 import hl7.util
 
 from triage.vocabulary import OrderPriority, PatientClass
 
-# python-hl7 logs the whole field when an escape sequence puzzles it: PHI.
-hl7.util.logger.disabled = True
-logging.getLogger(hl7.util.logger.name).disabled = True
+# python-hl7 logs the whole field when an escape sequence puzzles it, and a
+# segment's text when it comes before MSH: PHI. Its loggers are named after
+# their files' paths, so they are silenced here, where the library is used.
+for _library_logger in (hl7.util.logger, hl7.containers.logger):
+    _library_logger.disabled = True
 
 HL7_NULL = '""'
 # DTM: YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]
