@@ -242,3 +242,16 @@ async def test_a_restarted_listener_applies_what_a_kill_left_pending(
     assert listener.rows() == [("K2", "applied", "AA")]  # before it listens
     assert listener.applied_count("K2") == 1
     assert "1 pending message(s) replayed at start" in process.log_text()
+
+
+def test_a_listener_whose_port_is_taken_says_so(listener: Listener) -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", listener.port)):
+        process = listener.processes.start(
+            "hl7-listener-taken", [sys.executable, "manage.py", "hl7_listener"]
+        )
+        assert process.wait_exit(timeout=90) != 0
+    log = process.log_text()
+    assert f"cannot listen on 127.0.0.1:{listener.port}" in log
+    assert "Traceback" not in log

@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
+from django.core.management.base import CommandError
 from django.db import connections
 from django.utils import timezone
 from hl7.mllp import start_hl7_server
@@ -122,15 +123,25 @@ class HL7Listener:
         """Apply what a crash left pending, then bind and listen.
 
         Returns once connections are accepted.
+
+        Raises:
+            CommandError: the address cannot be listened on (in use, say): the
+                listener's command, or ``serve``, stops with this message.
         """
         replayed = await asyncio.get_running_loop().run_in_executor(
             self._database, _replay_pending
         )
         if replayed:
             logger.info("HL7: %s pending message(s) replayed at start", replayed)
-        self._server = await start_hl7_server(
-            self._on_connection, self.host, self.port, limit=self.max_bytes
-        )
+        try:
+            self._server = await start_hl7_server(
+                self._on_connection, self.host, self.port, limit=self.max_bytes
+            )
+        except OSError as exc:
+            raise CommandError(
+                f"the HL7 listener cannot listen on {self.host}:{self.port}: "
+                f"{exc.strerror or exc} (RADTRIAGE_HL7_HOST, RADTRIAGE_HL7_PORT)"
+            ) from exc
         logger.info("HL7 listener on %s:%s", self.host, self.port)
 
     async def close(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
@@ -233,7 +244,15 @@ class ThreadedListener:
     def start(self) -> None:
         """Start the thread and bind; raises what binding raised."""
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.listener.start(), self._loop).result(30)
+        try:
+            started = asyncio.run_coroutine_threadsafe(
+                self.listener.start(), self._loop
+            )
+            started.result(60)
+        except BaseException:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            raise
 
     def shutdown(self) -> None:
         """Answer the messages in flight, then stop the thread."""
