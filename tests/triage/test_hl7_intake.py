@@ -9,7 +9,7 @@ from typing import Any
 import hl7
 import pytest
 from django.contrib.auth.models import User
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import Client
 
 from tests.triage import hl7_samples as samples
@@ -388,3 +388,20 @@ def test_no_one_changes_or_deletes_a_stored_message(
     assert client.post(url + "delete/", {"post": "yes"}).status_code == 403
     stored_message.refresh_from_db()
     assert stored_message.raw == samples.orm()
+
+
+@pytest.mark.django_db
+def test_a_replay_without_the_handler_leaves_the_message_pending(
+    registry: None,
+) -> None:
+    row = HL7Message.objects.create(
+        raw=samples.orm(),
+        received_at=NOW,
+        message_type="ORM",
+        trigger_event="O01",
+        control_id="MSG00001",
+    )
+    with pytest.raises(CommandError, match="1 message\\(s\\) still pending"):
+        call_command("hl7_replay")
+    row.refresh_from_db()
+    assert row.outcome == HL7Message.Outcome.PENDING  # not rejected for good

@@ -121,8 +121,8 @@ async def test_a_listener_fed_garbage_keeps_answering_valid_messages(
         "AA",
         "C1",
     )
-    # A frame with no MSH, then a valid one on the same connection.
-    writer.writeblock(b"hello, this is not HL7")
+    # A frame with no MSH (and a NUL), then a valid one on the same connection.
+    writer.writeblock(b"hello, this is \x00not HL7")
     await writer.drain()
     assert _msa(await asyncio.wait_for(reader.readmessage(), ACK_TIMEOUT)) == (
         "AR",

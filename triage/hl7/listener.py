@@ -53,9 +53,12 @@ def _decode(block: bytes) -> str:
     # HL7 2.x is mostly ASCII; 2.8 prefers UTF-8; older sites send Latin-1,
     # which decodes any byte, so nothing received is refused for its charset.
     try:
-        return block.decode("utf-8")
+        text = block.decode("utf-8")
     except UnicodeDecodeError:
-        return block.decode("latin-1")
+        text = block.decode("latin-1")
+    # NUL is never HL7, and PostgreSQL cannot store it in text: a frame with
+    # one would fail its storing, go unanswered and be resent for ever.
+    return text.replace("\x00", "\ufffd")
 
 
 def _receive(text: str, remote_host: str) -> Receipt:

@@ -256,7 +256,8 @@ def apply_stored(
     The row is locked for the transaction, which also holds the handler's
     writes; a row no longer pending is returned as it is (applied by someone
     else). Exceptions other than the message's own (:class:`MessageError`,
-    :class:`NotApplicable`) roll everything back and leave the row pending.
+    :class:`NotApplicable`), a missing handler's ``LookupError`` included,
+    roll everything back and leave the row pending.
 
     Args:
         message_id: the :class:`HL7Message` to apply.
@@ -275,13 +276,11 @@ def apply_stored(
         try:
             source = message if message is not None else parse_er7(row.raw)
             parsed = parse_message(source, zone)
-            try:
-                with transaction.atomic():  # a refusal undoes the handler's writes
-                    dispatch.apply(parsed)
-            except LookupError:
-                raise UnsupportedMessage(
-                    f"no handler for {row.message_type}^{row.trigger_event}"
-                ) from None
+            # No handler raises LookupError, which leaves the row pending: it
+            # had one when it was stored, so this process is misconfigured
+            # (a replay without the handler modules), not the message wrong.
+            with transaction.atomic():  # a refusal undoes the handler's writes
+                dispatch.apply(parsed)
         except UnsupportedMessage as exc:
             _record(row, Outcome.REJECTED, exc.reason, exc.code)
         except (MessageError, NotApplicable) as exc:
@@ -314,7 +313,8 @@ def replay_pending(
     """Apply pending messages, oldest first: those named, or all.
 
     Rows named but no longer pending are returned unchanged (applying twice is
-    what this must never do).
+    what this must never do). A row whose applying fails (no handler, a
+    handler's error) stays pending, and the others are still tried.
 
     Returns:
         The rows as they stand afterwards.
@@ -324,7 +324,13 @@ def replay_pending(
         rows = HL7Message.objects.filter(pk__in=message_ids)
     done = []
     for pk in rows.order_by("received_at", "pk").values_list("pk", flat=True):
-        row = apply_stored(pk, now=timezone.now(), zone=zone)
+        try:
+            row = apply_stored(pk, now=timezone.now(), zone=zone)
+        except Exception as exc:  # noqa: BLE001 - kept pending, the rest go on
+            logger.error(
+                "hl7 message #%s still pending after %s", pk, type(exc).__name__
+            )
+            row = HL7Message.objects.get(pk=pk)
         _log(row)
         done.append(row)
     return done

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from triage.hl7 import dispatch
 from triage.hl7.services import replay_pending
+from triage.models import HL7Message
 
 
 class Command(BaseCommand):
@@ -26,5 +27,13 @@ class Command(BaseCommand):
         dispatch.load_handler_modules(settings.RADTRIAGE_HL7_HANDLER_MODULES)
         rows = replay_pending(options["ids"])
         for row in rows:
-            self.stdout.write(f"HL7 message #{row.pk}: {row.outcome} ({row.ack_code})")
+            self.stdout.write(
+                f"HL7 message #{row.pk}: {row.outcome} ({row.ack_code or '-'})"
+            )
         self.stdout.write(f"{len(rows)} message(s) replayed")
+        pending = sum(row.outcome == HL7Message.Outcome.PENDING for row in rows)
+        if pending:
+            raise CommandError(
+                f"{pending} message(s) still pending (see the log; is "
+                "RADTRIAGE_HL7_HANDLER_MODULES as the listener's?)"
+            )
