@@ -270,7 +270,8 @@ def apply_stored(
     # cut lose this commit, the row is pending again and the listener's
     # start-up replay applies it. So this commit need not wait for the disk.
     with recoverable_transaction():
-        row = HL7Message.objects.select_for_update().get(pk=message_id)
+        # The raw text (up to a megabyte) is read only when not parsed yet.
+        row = HL7Message.objects.select_for_update().defer("raw").get(pk=message_id)
         if row.outcome != Outcome.PENDING:
             return row
         try:
