@@ -158,7 +158,8 @@ class HL7Listener:
             await asyncio.wait(list(self._busy), timeout=grace)
         for task in list(self._busy | self._idle):
             task.cancel()
-        # Each thread closes its own connection (Django's are per thread).
+        # Django's connections are per thread, so they are closed from the
+        # pool's threads (best effort: a pool thread may take two of these).
         closing = [
             asyncio.get_running_loop().run_in_executor(
                 self._database, connections.close_all

@@ -13,6 +13,7 @@ what it had would.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
@@ -25,11 +26,19 @@ import hl7.util
 
 from triage.vocabulary import OrderPriority, PatientClass
 
+
+def _drop(record: logging.LogRecord) -> bool:
+    return False
+
+
 # python-hl7 logs the whole field when an escape sequence puzzles it, and a
 # segment's text when it comes before MSH: PHI. Its loggers are named after
-# their files' paths, so they are silenced here, where the library is used.
+# their files' paths, so they are silenced here, where the library is used, by
+# a filter: ``logger.disabled`` would be undone by the next logging set-up
+# (uvicorn's, in ``serve``), which re-enables every logger it does not name.
 for _library_logger in (hl7.util.logger, hl7.containers.logger):
-    _library_logger.disabled = True
+    if _drop not in _library_logger.filters:
+        _library_logger.addFilter(_drop)
 
 HL7_NULL = '""'
 # DTM: YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]
