@@ -37,6 +37,7 @@ ENV PYTHONUNBUFFERED=1 \
     RADTRIAGE_STORAGE_DIR=/var/lib/radtriage/dicom \
     RADTRIAGE_WEB_HOST=0.0.0.0 \
     RADTRIAGE_DICOM_HOST=0.0.0.0 \
+    RADTRIAGE_HL7_HOST=0.0.0.0 \
     RADTRIAGE_PROCESS=web
 # The scheduler's state and the received DICOM files outlive the container; the
 # storage volume must be the same one for the listener, web and workers.

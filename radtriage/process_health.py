@@ -19,7 +19,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from radtriage.celery import app as celery_app
 
-PROCESSES = ("web", "worker", "beat", "listener", "serve")
+PROCESSES = ("web", "worker", "beat", "listener", "hl7-listener", "serve")
 PROBE_TIMEOUT_SECONDS = 5.0
 # Celery beat writes its schedule file at least every 3 minutes while it runs.
 BEAT_STALE_SECONDS = 600.0
@@ -89,6 +89,21 @@ def probe_listener(host: str, port: int, called_ae_title: str) -> ProbeResult:
         ae.shutdown()
 
 
+def probe_hl7_listener(host: str, port: int) -> ProbeResult:
+    """The HL7 listener accepts an MLLP connection.
+
+    Connects and closes without sending: a probe message would be stored
+    (every message is) and fill the table with probes.
+    """
+    try:
+        with socket.create_connection(
+            (_local(host), port), timeout=PROBE_TIMEOUT_SECONDS
+        ):
+            return ProbeResult(True, f"hl7-listener: accepting on port {port}")
+    except OSError as exc:
+        return ProbeResult(False, f"hl7-listener: {type(exc).__name__} on port {port}")
+
+
 def probe_worker(nodename: str) -> ProbeResult:
     """The Celery worker ``nodename`` answers a ping over the broker."""
     try:
@@ -125,6 +140,10 @@ def probe(process: str) -> ProbeResult:
             settings.RADTRIAGE_DICOM_HOST,
             settings.RADTRIAGE_DICOM_PORT,
             settings.RADTRIAGE_AE_TITLE,
+        )
+    if process == "hl7-listener":
+        return probe_hl7_listener(
+            settings.RADTRIAGE_HL7_HOST, settings.RADTRIAGE_HL7_PORT
         )
     if process == "worker":
         # Celery names a worker celery@<host name> unless told otherwise.

@@ -409,6 +409,23 @@ RADTRIAGE_DICOM_MAX_PDU = env_int("RADTRIAGE_DICOM_MAX_PDU", 1 << 20, minimum=0)
 RADTRIAGE_DICOM_CALLING_AE_ALLOWLIST = env_list(
     "RADTRIAGE_DICOM_CALLING_AE_ALLOWLIST", []
 )
+# HL7 v2 over MLLP (triage.hl7): orders, reports and patient updates.
+RADTRIAGE_HL7_HOST = env_str("RADTRIAGE_HL7_HOST", "127.0.0.1")
+RADTRIAGE_HL7_PORT = env_int("RADTRIAGE_HL7_PORT", 2575, minimum=1)
+# A frame longer than this is refused (AR) and its connection closed.
+RADTRIAGE_HL7_MAX_MESSAGE_BYTES = (
+    env_int("RADTRIAGE_HL7_MAX_MESSAGE_KB", 1024, minimum=1) * 1024
+)
+# Threads storing and applying messages, each with a database connection.
+# SQLite takes one writer at a time, and its waiting writers poll with sleeps
+# (up to 25 ms each): one thread queues them without the sleeps instead.
+RADTRIAGE_HL7_DATABASE_THREADS = env_int(
+    "RADTRIAGE_HL7_DATABASE_THREADS", 4 if DATABASE_URL else 1, minimum=1
+)
+# Whether the embedded `serve` starts the HL7 listener too.
+RADTRIAGE_HL7_IN_SERVE = env_bool("RADTRIAGE_HL7_IN_SERVE", True)
+# Modules whose import registers HL7 handlers (triage.hl7.dispatch.register).
+RADTRIAGE_HL7_HANDLER_MODULES = env_list("RADTRIAGE_HL7_HANDLER_MODULES", [])
 # Seconds without a new instance after which a study (or series) is stable,
 # per DICOM modality; "*" for the others.
 # A series whose study has moved on to another series is complete after this
@@ -447,14 +464,10 @@ RADTRIAGE_VIEWER_URL_TEMPLATE = env_str(
     "RADTRIAGE_VIEWER_URL_TEMPLATE", "/viewer?StudyInstanceUIDs={study_instance_uid}"
 )
 # Where reading ends: "ris" (the RIS's preliminary and final reports, by HL7
-# ORU or the API, set the reading state) or "radtriage" (the readers' own
-# buttons). A site that configures an HL7 feed (RADTRIAGE_HL7_PORT) reports in
-# its RIS unless it says otherwise.
-READING_ENDS_IN_CHOICES = ("ris", "radtriage")
-RADTRIAGE_READING_ENDS_IN = env_str(
-    "RADTRIAGE_READING_ENDS_IN",
-    "ris" if env_str("RADTRIAGE_HL7_PORT") else "radtriage",
-)
+# ORU or the API, set the reading state), "radtriage" (the readers' own
+# buttons), or "auto": the RIS once it has sent a report, RadTriage until then.
+READING_ENDS_IN_CHOICES = ("auto", "ris", "radtriage")
+RADTRIAGE_READING_ENDS_IN = env_str("RADTRIAGE_READING_ENDS_IN", "auto")
 if RADTRIAGE_READING_ENDS_IN not in READING_ENDS_IN_CHOICES:
     raise ImproperlyConfigured(
         f"RADTRIAGE_READING_ENDS_IN must be one of {', '.join(READING_ENDS_IN_CHOICES)}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,16 @@ def _isolated_storage(settings: Any, tmp_path: Path) -> Path:
     storage = tmp_path / "dicom"
     settings.RADTRIAGE_STORAGE_DIR = storage
     return storage
+
+
+@pytest.fixture(autouse=True)
+def _no_cached_report_feed() -> Iterator[None]:
+    """Whether the RIS sends reports is cached per process: not across tests."""
+    from worklist.site import forget_report_feed
+
+    forget_report_feed()
+    yield
+    forget_report_feed()
 
 
 @pytest.fixture

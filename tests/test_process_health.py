@@ -17,6 +17,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from radtriage.process_health import (
     BEAT_STALE_SECONDS,
     probe_beat,
+    probe_hl7_listener,
     probe_listener,
     probe_web,
     probe_worker,
@@ -123,3 +124,22 @@ def test_healthcheck_command_exits_non_zero_when_unhealthy() -> None:
         pytest.raises(CommandError, match="unhealthy: web"),
     ):
         call_command("healthcheck", process="web")
+
+
+def test_hl7_listener_probe_connects_without_sending() -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        result = probe_hl7_listener("0.0.0.0", port)
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(2)
+            assert conn.recv(1) == b""  # closed, nothing sent (nothing stored)
+    assert result.healthy, result.detail
+
+
+def test_hl7_listener_probe_fails_when_nothing_listens() -> None:
+    result = probe_hl7_listener("127.0.0.1", free_port())
+    assert not result.healthy
+    assert "hl7-listener" in result.detail

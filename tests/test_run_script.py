@@ -21,6 +21,7 @@ PRODUCTION_COMMANDS = [
     "worker",
     "beat",
     "listener",
+    "hl7-listener",
     "serve",
     "migrate",
     "manage",

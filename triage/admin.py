@@ -23,10 +23,18 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group, User
 from django.db.models import ManyToManyField
 from django.forms import ModelForm, ModelMultipleChoiceField
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from triage.models import AuditEvent, Instance, Order, Series, Study, StudyEvent
+from triage.models import (
+    AuditEvent,
+    HL7Message,
+    Instance,
+    Order,
+    Series,
+    Study,
+    StudyEvent,
+)
 from triage.roles import CONFIGURE_AI, VIEW_PHI, Role
 from triage.services import record_audit
 
@@ -273,3 +281,89 @@ class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
 
     def has_delete_permission(self, request: object, obj: object = None) -> bool:
         return False
+
+
+@admin.register(HL7Message)
+class HL7MessageAdmin(admin.ModelAdmin[HL7Message]):
+    """Received HL7 messages, read-only, for the roles that may see PHI.
+
+    The raw text is PHI (names, identifiers, reports), so the pages are for
+    view_phi holders only and every page opened is audited; the list shows
+    no message content and offers no search over it.
+    """
+
+    list_display = (
+        "id",
+        "received_at",
+        "message_type",
+        "trigger_event",
+        "outcome",
+        "ack_code",
+    )
+    list_filter = ("outcome", "message_type", "ack_code")
+    ordering = ("-received_at", "-pk")
+    readonly_fields = (
+        "raw",
+        "received_at",
+        "remote_host",
+        "message_type",
+        "trigger_event",
+        "control_id",
+        "sending_application",
+        "sending_facility",
+        "outcome",
+        "ack_code",
+        "outcome_detail",
+        "error_code",
+        "applied_at",
+        "duplicate_of",
+    )
+
+    @staticmethod
+    def _sees_phi(request: HttpRequest) -> bool:
+        return bool(request.user.has_perm(f"triage.{VIEW_PHI}"))
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._sees_phi(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._sees_phi(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # append-only: what was received stays as received
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def _audit(self, request: HttpRequest, action: str, object_id: str = "") -> None:
+        record_audit(
+            user=request.user,
+            action=action,
+            object_type="hl7_message",
+            object_id=object_id,
+            now=timezone.now(),
+            remote_addr=request.META.get("REMOTE_ADDR"),
+        )
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        response = super().changelist_view(request, extra_context)
+        if response.status_code == 200:
+            self._audit(request, "list_hl7_messages")
+        return response
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if response.status_code == 200:
+            self._audit(request, "view_hl7_message", object_id)
+        return response

@@ -15,7 +15,9 @@ class TriageConfig(AppConfig):
         from pydicom import config
 
         from triage import accounts
+        from triage.hl7 import handlers as hl7_handlers
 
+        hl7_handlers.register_all()
         auth_signals.user_login_failed.connect(
             accounts.login_failed, dispatch_uid="triage-audit-login-failed"
         )

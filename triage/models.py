@@ -332,3 +332,68 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.hostname
+
+
+class HL7Message(models.Model):
+    """One HL7 v2 message as received (PHI), with what became of it.
+
+    Stored in a transaction of its own before it is applied and acknowledged,
+    so a message is never lost: a row still ``pending`` after a crash is
+    replayed by ``manage.py hl7_replay``. Append-only: a row's outcome moves
+    once, from pending; a repeated control id gets a ``duplicate`` row of its
+    own and changes nothing else.
+    """
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPLIED = "applied", "Applied (AA)"
+        REFUSED = "refused", "Refused: could not be applied (AE)"
+        REJECTED = "rejected", "Rejected: unreadable or unsupported (AR)"
+        DUPLICATE = "duplicate", "Duplicate control id"
+
+    raw = models.TextField()
+    received_at = models.DateTimeField()
+    # The peer's host only: where a message came from, not a connection trace.
+    remote_host = models.CharField(max_length=255, blank=True, default="")
+    message_type = models.CharField(max_length=16, blank=True, default="")
+    trigger_event = models.CharField(max_length=16, blank=True, default="")
+    control_id = models.CharField(max_length=199, blank=True, default="")
+    sending_application = models.CharField(max_length=227, blank=True, default="")
+    sending_facility = models.CharField(max_length=227, blank=True, default="")
+    outcome = models.CharField(
+        max_length=16, choices=Outcome.choices, default=Outcome.PENDING
+    )
+    ack_code = models.CharField(max_length=2, blank=True, default="")
+    # Why, in words that name fields, never their values: shown in MSA-3.
+    outcome_detail = models.CharField(max_length=255, blank=True, default="")
+    error_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    duplicate_of = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="duplicates",
+    )
+
+    class Meta:
+        verbose_name = "HL7 message"
+        constraints = [
+            # Idempotence on MSH-10 per sender. Rejected messages (AR) were not
+            # accepted, so a corrected resend under the same id is read anew.
+            models.UniqueConstraint(
+                fields=["sending_application", "sending_facility", "control_id"],
+                condition=~Q(outcome__in=["duplicate", "rejected"]) & ~Q(control_id=""),
+                name="hl7message_unique_control_id",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["received_at"],
+                condition=Q(outcome="pending"),
+                name="hl7message_pending_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"HL7 message #{self.pk}"

@@ -38,47 +38,53 @@ ORDER_PRIORITY_CODES: dict[str, OrderPriority] = {
     "STAT": OrderPriority.STAT,
     "A": OrderPriority.URGENT,
     "ASAP": OrderPriority.URGENT,
+    "U": OrderPriority.URGENT,
     "URGENT": OrderPriority.URGENT,
     "P": OrderPriority.URGENT,
+    "PREOP": OrderPriority.URGENT,
     "T": OrderPriority.URGENT,
+    "TS": OrderPriority.URGENT,
+    "TM": OrderPriority.URGENT,
+    "TH": OrderPriority.URGENT,
     "R": OrderPriority.ROUTINE,
     "ROUTINE": OrderPriority.ROUTINE,
     "C": OrderPriority.ROUTINE,
     "PRN": OrderPriority.ROUTINE,
+    "TD": OrderPriority.ROUTINE,
+    "TW": OrderPriority.ROUTINE,
+    "TL": OrderPriority.ROUTINE,
 }
 
 
-def patient_class_from_code(code: str) -> PatientClass:
-    """The patient class an HL7 PV1-2 code or a class name stands for.
-
-    Args:
-        code: "E", "I", "O"... (HL7 table 0004) or a PatientClass value
-            ("emergency"); case and surrounding space do not matter.
-
-    Returns:
-        The class; UNKNOWN for an empty or unknown code (the order still
-        applies, it just says nothing of where the patient is).
-    """
+def known_patient_class(code: str) -> PatientClass | None:
+    """The patient class an HL7 PV1-2 code or a class name stands for; None
+    for an empty or unknown code (a message that does not say)."""
     text = code.strip()
     if text.upper() in HL7_PATIENT_CLASSES:
         return HL7_PATIENT_CLASSES[text.upper()]
     try:
         return PatientClass(text.lower())
     except ValueError:
-        return PatientClass.UNKNOWN
+        return None
+
+
+def patient_class_from_code(code: str) -> PatientClass:
+    """:func:`known_patient_class`, UNKNOWN where the code says nothing (the
+    order still applies, it just says nothing of where the patient is)."""
+    return known_patient_class(code) or PatientClass.UNKNOWN
+
+
+def known_order_priority(code: str) -> OrderPriority | None:
+    """The order priority an HL7 or FHIR priority code stands for: "S", "A",
+    "R"... (HL7 tables 0027 and 0485, also as the first component of a TQ
+    value), or "stat", "asap", "urgent", "routine" (FHIR); None for an empty
+    or unknown code."""
+    return ORDER_PRIORITY_CODES.get(code.strip().upper().replace("-", ""))
 
 
 def order_priority_from_code(code: str) -> OrderPriority:
-    """The order priority an HL7 or FHIR priority code stands for.
-
-    Args:
-        code: "S", "A", "R"... (HL7 table 0027, also as the first component
-            of a TQ value), or "stat", "asap", "urgent", "routine" (FHIR).
-
-    Returns:
-        The priority; ROUTINE for an empty or unknown code.
-    """
-    return ORDER_PRIORITY_CODES.get(code.strip().upper(), OrderPriority.ROUTINE)
+    """:func:`known_order_priority`, ROUTINE where the code says nothing."""
+    return known_order_priority(code) or OrderPriority.ROUTINE
 
 
 @dataclass(frozen=True, slots=True)

@@ -305,7 +305,7 @@ def apply_ris_report(
     turnaround ends at the first final report. Where reading ends in
     RadTriage, the report is kept for the AI monitoring and nothing moves.
     """
-    if not reading_ends_in_ris():
+    if not reading_ends_in_ris(report_arriving=True):
         return
     entry = _lock(study_id)
     fields: list[str] = []

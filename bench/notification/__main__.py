@@ -58,6 +58,7 @@ def main() -> None:
         RADTRIAGE_VAR_DIR=str(work / "var"),
         RADTRIAGE_WEB_PORT=str(web_port),
         RADTRIAGE_DICOM_PORT=str(dicom_port),
+        RADTRIAGE_HL7_PORT=str(free_port()),
         RADTRIAGE_STABILITY_SECONDS=f"CT={args.stability},*=15",
         RADTRIAGE_STABILITY_SWEEP_SECONDS=str(args.sweep),
         PYTHONUNBUFFERED="1",

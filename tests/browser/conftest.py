@@ -61,6 +61,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         RADTRIAGE_VAR_DIR=str(var_dir),
         RADTRIAGE_WEB_PORT=str(web_port),
         RADTRIAGE_DICOM_PORT=str(dicom_port),
+        RADTRIAGE_HL7_PORT=str(free_port()),
         PYTHONUNBUFFERED="1",
     )
     run_manage(env, "migrate", "--noinput")

@@ -195,3 +195,21 @@ def test_a_report_the_worklist_cannot_apply_is_not_stored(
         _receive(_report())
     assert not Report.objects.exists()
     assert not StudyEvent.objects.filter(study=study, kind="final").exists()
+
+
+def test_in_auto_mode_reading_ends_in_the_ris_once_it_sends_reports(
+    settings: Any, django_user_model: Any
+) -> None:
+    settings.RADTRIAGE_READING_ENDS_IN = "auto"
+    first, second = _study("ACC-1"), _study("ACC-2")
+    reader = django_user_model.objects.create_user("reader", password="x" * 12)
+    # No report from the RIS yet: the readers' buttons end reading.
+    worklist_services.mark_final(first.pk, reader, now=timezone.now())
+    assert entry_of(first).reading_status == ReadingStatus.FINAL
+    # The first report from the RIS ends its study's reading, and from then
+    # on the RIS is where reading ends.
+    _receive(_report(accession="ACC-2"))
+    assert entry_of(second).reading_status == ReadingStatus.FINAL
+    third = _study("ACC-3")
+    with pytest.raises(worklist_services.ReadingEndsInRis):
+        worklist_services.mark_final(third.pk, reader, now=timezone.now())

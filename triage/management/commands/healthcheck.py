@@ -10,7 +10,10 @@ from radtriage.process_health import PROCESSES, probe
 
 
 class Command(BaseCommand):
-    help = "Probe one process (web, worker, beat, listener, serve) of this machine."
+    help = (
+        "Probe one process (web, worker, beat, listener, hl7-listener, serve) "
+        "of this machine."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--process", required=True, choices=PROCESSES)

@@ -21,6 +21,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from inference import runtime, startup
 from radtriage import access_log
 from radtriage.celery import app as celery_app
+from triage.hl7.listener import start_listener as start_hl7_listener
 from triage.ingest.scp import start_listener
 
 WORKER_START_TIMEOUT_SECONDS = 30
@@ -46,7 +47,9 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=settings.RADTRIAGE_WEB_HOST)
         parser.add_argument("--port", type=int, default=settings.RADTRIAGE_WEB_PORT)
         parser.add_argument(
-            "--no-listener", action="store_true", help="do not start the DICOM listener"
+            "--no-listener",
+            action="store_true",
+            help="do not start the DICOM and HL7 listeners",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -84,6 +87,11 @@ class Command(BaseCommand):
         )
         beat.start()  # type: ignore[union-attr]  # thread=True: a _Threaded
         listener = None if options["no_listener"] else start_listener(block=False)
+        hl7_listener = (
+            start_hl7_listener()
+            if settings.RADTRIAGE_HL7_IN_SERVE and not options["no_listener"]
+            else None
+        )
         extras = self.start_extras(options)
 
         # uvicorn re-raises the signal after its graceful stop, which would kill
@@ -121,6 +129,8 @@ class Command(BaseCommand):
         beat.stop()
         if listener is not None:
             listener.shutdown()
+        if hl7_listener is not None:
+            hl7_listener.shutdown()
         # Warm stop: finish running tasks first.
         worker_state.should_stop = 0  # type: ignore[assignment]
         worker_thread.join(WORKER_STOP_TIMEOUT_SECONDS)
