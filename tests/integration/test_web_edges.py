@@ -58,6 +58,7 @@ def test_embedded_serve_access_log_has_no_query_strings(tmp_path: Path) -> None:
         RADTRIAGE_VAR_DIR=str(tmp_path / "var"),
         RADTRIAGE_WEB_PORT=str(web_port),
         RADTRIAGE_DICOM_PORT=str(dicom_port),
+        RADTRIAGE_HL7_PORT=str(free_port()),
         PYTHONUNBUFFERED="1",
     )
     run_manage(env, "migrate", "--noinput")
