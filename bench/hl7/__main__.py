@@ -14,9 +14,13 @@ p50/p95 (measured at the client: from the frame sent to its ACK read, which
 bounds receive-to-ACK from above), and the ratio listener/baseline. Targets:
 >= 500 messages/s on one connection, ACK p95 < 20 ms.
 
-The listener's handlers here are no-ops (bench/hl7/handlers.py) until the
-order and report services are glued in: the figures are framing, parsing,
-storing (one transaction) and recording the outcome (a second one).
+The listener runs the product's own handlers: each study's images are in the
+database before the bench starts (as when the RIS reports on what was
+imaged), so the ORM links the order to its study and sets its order context,
+and the ORU stores the report, ends reading and labels findings. The figures
+are framing, parsing, storing (one transaction) and applying with the outcome
+(a second one). ``--no-op`` swaps in handlers that apply nothing
+(bench/hl7/handlers.py), which isolates the transport's own cost.
 """
 
 from __future__ import annotations
@@ -60,10 +64,36 @@ class Figures:
     accepted: int
 
 
+def _accession(run: str, i: int) -> str:
+    return f"B{run}{i:06d}"
+
+
+#: Makes the studies the reports are of (the images "arrived"), one per line
+#: of standard input: accession numbers.
+_MAKE_STUDIES = """
+import sys
+from triage.models import Patient, Study
+patient, _ = Patient.objects.get_or_create(
+    patient_id="MRN12345", issuer_of_patient_id="GENHOSP"
+)
+for index, accession in enumerate(sys.stdin.read().split()):
+    Study.objects.create(
+        study_instance_uid=f"2.25.{9000000 + index}",
+        patient=patient,
+        accession_number=accession,
+        modalities="CT",
+    )
+"""
+
+
+def _runs(args: argparse.Namespace) -> list[str]:
+    return [f"l{c}{r}" for r in range(args.repeat) for c in (1, 4)]
+
+
 def _messages(run: str, studies: int) -> list[str]:
     out = []
     for i in range(studies):
-        accession = f"B{run}{i:06d}"
+        accession = _accession(run, i)
         out.append(
             samples.orm(control_id=f"O{run}{i:06d}").replace("ACC3003", accession)
         )
@@ -122,6 +152,9 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--postgres", action="store_true")
+    parser.add_argument(
+        "--no-op", action="store_true", help="handlers that apply nothing"
+    )
     args = parser.parse_args()
     if args.postgres:
         with _postgres_database() as url:
@@ -149,22 +182,36 @@ def _run(args: argparse.Namespace, database_url: str) -> None:
     env = clean_env(
         RADTRIAGE_VAR_DIR=str(work / "var"),
         RADTRIAGE_HL7_PORT=str(listener_port),
-        RADTRIAGE_HL7_HANDLER_MODULES="bench.hl7.handlers",
         PYTHONUNBUFFERED="1",
     )
+    if args.no_op:
+        env["RADTRIAGE_HL7_HANDLER_MODULES"] = "bench.hl7.handlers"
     if database_url:
         env["DATABASE_URL"] = database_url
         env["SECRET_KEY"] = secrets.token_urlsafe(50)
     database = "PostgreSQL" if database_url else "SQLite (embedded mode)"
     run_manage(env, "migrate", "--noinput", timeout=600)
+    accessions = [
+        _accession(run, i)
+        for run, count in [("Wl", WARM_UP_STUDIES)]
+        + [(run, args.studies) for run in _runs(args)]
+        for i in range(count)
+    ]
+    run_manage(
+        env, "shell", "-c", _MAKE_STUDIES, input_text="\n".join(accessions), timeout=900
+    )
     print(
         f"HL7 bench: {args.studies} studies (ORM^O01 + ORU^R01 each), "
         f"{args.repeat} repeats, database {database}",
         flush=True,
     )
     print(
-        "handlers: no-op (bench/hl7/handlers.py); the order and report services "
-        "are not glued in yet",
+        "handlers: "
+        + (
+            "no-op (bench/hl7/handlers.py): the transport alone"
+            if args.no_op
+            else "the product's (orders, reports) on studies already imaged"
+        ),
         flush=True,
     )
     results: dict[tuple[str, int], list[Figures]] = {}
