@@ -42,7 +42,10 @@ def feed_demo(stop: threading.Event, *, interval_seconds: float, slices: int) ->
         close_old_connections()
         try:
             study_id = seed_case(
-                next_feed_case(index), slices=slices, now=timezone.now()
+                next_feed_case(index),
+                slices=slices,
+                now=timezone.now(),
+                order_first=index % 3 != 2,
             )
             logger.info("demo feed sent study_id=%s", study_id)
         except Exception:

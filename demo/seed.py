@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from pydicom import dcmwrite
 
+from demo import orders
 from demo.synthetic import (
     HemorrhageType,
     RadiographModality,
@@ -92,6 +93,8 @@ DEMO_CASES: tuple[DemoCase, ...] = (
 
 
 ACQUISITION_LEAD = timedelta(minutes=4)
+# The order was placed this long before the scan.
+ORDER_LEAD = timedelta(minutes=20)
 
 
 def make_demo_users(password: str | None = None) -> dict[Role, tuple[str, str]]:
@@ -129,19 +132,30 @@ def send_study(study: SyntheticStudy, *, now: datetime) -> int:
     return study_id
 
 
-def seed_case(case: DemoCase, *, slices: int, now: datetime) -> int:
-    """Send one demo case and record its order context; returns the study id."""
+def seed_case(
+    case: DemoCase, *, slices: int, now: datetime, order_first: bool = True
+) -> int:
+    """Send one demo case with its order by HL7; returns the study id.
+
+    ``order_first``: the order arrives before the images (as usual), else
+    after them: the intake matches them whichever comes second.
+    """
     # The scan happened a few minutes before it reached us, as at a real site.
     acquired_at = now - ACQUISITION_LEAD
-    study_id = send_study(
-        synthesize(case, slices=slices, acquired_at=acquired_at), now=now
-    )
-    services.set_order_context(
-        study_id,
+    study = synthesize(case, slices=slices, acquired_at=acquired_at)
+    message = orders.order_message(
+        study,
+        kind=case.kind,
         patient_class=case.patient_class,
         order_priority=case.order_priority,
-        now=now,
+        control_id=f"DEMO-{study.accession_number}",
+        at=acquired_at - ORDER_LEAD,
     )
+    if order_first:
+        orders.send_order(message, now=now)
+    study_id = send_study(study, now=now)
+    if not order_first:
+        orders.send_order(message, now=now)
     return study_id
 
 
@@ -153,8 +167,9 @@ def seed_demo(
     Returns each role's username and password (random unless ``password``).
     """
     logins = make_demo_users(password)
-    for case in DEMO_CASES[: max(0, studies)]:
-        seed_case(case, slices=slices, now=now)
+    for index, case in enumerate(DEMO_CASES[: max(0, studies)]):
+        # Every third order comes after its images, as late orders do.
+        seed_case(case, slices=slices, now=now, order_first=index % 3 != 2)
     return logins
 
 
