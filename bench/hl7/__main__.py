@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import secrets
 import statistics
 import sys
@@ -38,18 +37,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 from hl7.mllp import open_hl7_connection
 
+from bench._postgres import create_database, drop_database
 from tests.harness.processes import Processes, clean_env, free_port, run_manage
 from tests.triage import hl7_samples as samples
 
-ADMIN_URL = os.environ.get(
-    "BENCH_POSTGRES_URL",
-    os.environ.get(
-        "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-    ),
-)
 TARGET_RATE = 500.0
 TARGET_P95_MS = 20.0
 WARM_UP_STUDIES = 50
@@ -165,14 +158,11 @@ def main() -> None:
 
 @contextlib.contextmanager
 def _postgres_database() -> Iterator[str]:
-    name = f"radtriage_bench_hl7_{secrets.token_hex(4)}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    name, url = create_database("radtriage_bench_hl7")
     try:
-        yield ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+        yield url
     finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(name)
 
 
 def _run(args: argparse.Namespace, database_url: str) -> None:

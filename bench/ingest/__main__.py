@@ -19,9 +19,9 @@ statements), and the figure is its steady state. Prints instances/s and MB/s
 (median of the repeats), the ratios, and the listener's peak memory while
 receiving.
 
-Needs PostgreSQL (``--postgres-url``, default $TEST_POSTGRES_URL or the local
-server) and Redis (``--redis-url``), and the Debian packages dcmtk, orthanc and
-orthanc-dicomweb.
+Needs PostgreSQL (``--postgres-url``, default $BENCH_POSTGRES_URL,
+$TEST_POSTGRES_URL or the local server) and Redis (``--redis-url``), and the
+Debian packages dcmtk, orthanc and orthanc-dicomweb.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from pathlib import Path
 import psycopg
 import requests
 
+from bench._postgres import ADMIN_URL, create_database, drop_database
 from tests.harness.dicomweb import stow_body
 from tests.harness.processes import ManagedProcess, clean_env, free_port, run_manage
 from tests.harness.web import web_command
@@ -76,9 +77,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--postgres-url",
-        default=os.environ.get(
-            "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
+        default=ADMIN_URL,
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     args = parser.parse_args()
@@ -252,12 +251,12 @@ class RadTriage:
 
     def __init__(self, postgres_url: str, redis_url: str, work: Path) -> None:
         self.admin_url = postgres_url
-        self.name = f"radtriage_bench_{secrets.token_hex(4)}"
-        self.database_url = postgres_url.rsplit("/", 1)[0] + "/" + self.name
+        self.name = ""
+        self.database_url = ""
         self.work = work
         self.storage = work / "radtriage-dicom"
         self.env = clean_env(
-            DATABASE_URL=self.database_url,
+            DATABASE_URL="",  # set by create()
             REDIS_URL=redis_url,
             SECRET_KEY=secrets.token_urlsafe(50),
             RADTRIAGE_VAR_DIR=str(work / "radtriage-var"),
@@ -267,14 +266,14 @@ class RadTriage:
         self.token = ""
 
     def create(self) -> None:
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.name}"')
+        self.name, self.database_url = create_database(admin_url=self.admin_url)
+        self.env["DATABASE_URL"] = self.database_url
         self.manage("migrate", "--noinput")
         self.token = self.manage("set_integration_user", "bench").strip()
 
     def drop(self) -> None:
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        if self.name:
+            drop_database(self.name, self.admin_url)
 
     def manage(self, *args: str) -> str:
         return run_manage(self.env, *args)

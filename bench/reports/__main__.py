@@ -26,13 +26,8 @@ import numpy as np
 import psycopg
 
 from bench._copy import copy_rows
+from bench._postgres import create_database, drop_database
 
-ADMIN_URL = os.environ.get(
-    "BENCH_POSTGRES_URL",
-    os.environ.get(
-        "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-    ),
-)
 YEAR = 2025
 RADIOLOGISTS = 20
 TARGET_SECONDS = 2.0
@@ -240,10 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the database")
     args = parser.parse_args(argv)
     n: int = args.studies
-    name = f"radtriage_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    name, url = create_database()
     try:
         return _run(url, n)
     finally:
@@ -251,8 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             from django.db import connections
 
             connections.close_all()
-            with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop_database(name)
         else:
             print(f"kept database {url}")
 

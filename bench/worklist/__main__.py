@@ -34,15 +34,10 @@ import requests
 import websockets
 
 from bench._copy import copy_rows
+from bench._postgres import create_database, drop_database
 from tests.harness.processes import Processes, clean_env, free_port
 from tests.harness.web import log_in, web_command
 
-ADMIN_URL = os.environ.get(
-    "BENCH_POSTGRES_URL",
-    os.environ.get(
-        "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-    ),
-)
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 NULL = "\\N"
 PASSWORD = secrets.token_urlsafe(16)
@@ -312,10 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    name = f"radtriage_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    name, url = create_database()
     work = Path("/tmp") / name
     processes = Processes(work)
     try:
@@ -403,8 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             print(f"database kept: {url}")
         else:
-            with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop_database(name)
 
 
 if __name__ == "__main__":
