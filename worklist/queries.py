@@ -55,11 +55,21 @@ ROW_RELATED = (
 )
 
 
-def for_worklist(queryset: QuerySet[Study] | None = None) -> QuerySet[Study]:
-    """Studies still to be read, in the worklist's order, with what rows show."""
+def for_worklist(
+    queryset: QuerySet[Study] | None = None, *, cancelled: bool = False
+) -> QuerySet[Study]:
+    """Studies still to be read, in the worklist's order, with what rows show.
+
+    ``cancelled``: instead, the studies whose order was cancelled, which left
+    the list; their rows show the cancellation's reason.
+    """
+    if cancelled:
+        studies = Study.objects.all() if queryset is None else queryset
+        listed = studies.filter(worklist_entry__reading_status=ReadingStatus.CANCELLED)
+    else:
+        listed = not_final(queryset)
     return (
-        not_final(queryset)
-        .select_related(*ROW_RELATED)
+        listed.select_related(*ROW_RELATED)
         .annotate(priority_score=F("worklist_entry__priority_score"))
         .order_by(*worklist_order())
     )

@@ -106,7 +106,8 @@ class StudyRow:
         ai_text = str(ai["reason"]) if ai else ""
         band = band_of(entry.priority_score)
         mine = entry.claimed_by_id is not None and entry.claimed_by_id == user.pk
-        final = entry.reading_status == ReadingStatus.FINAL
+        # Final or cancelled: nothing to do on the row but look.
+        final = entry.reading_status in (ReadingStatus.FINAL, ReadingStatus.CANCELLED)
         finding = _top_finding(study)
         return cls(
             study=study,

@@ -86,7 +86,9 @@ def _filtered(request: HttpRequest, saved: WorklistFilter) -> QuerySet[Study]:
         "ai_flagged": "" if saved.ai_flagged is None else str(saved.ai_flagged),
         "mine": str(saved.mine),
     }
-    queryset = with_live_findings(for_worklist())
+    queryset = with_live_findings(
+        for_worklist(cancelled=saved.reading_status == ReadingStatus.CANCELLED)
+    )
     filtered: QuerySet[Study] = StudyFilter(
         data={k: v for k, v in data.items() if v}, queryset=queryset, request=request
     ).qs

@@ -126,3 +126,24 @@ def test_a_final_report_completes_the_order() -> None:
         now=timezone.now(),
     )
     assert Order.objects.get(study=study).status == OrderStatus.COMPLETED
+
+
+def test_cancelled_studies_are_listed_apart_with_the_reason(
+    login: Callable[..., Client], django_capture_on_commit_callbacks: Any
+) -> None:
+    study = _study()
+    with django_capture_on_commit_callbacks(execute=True):
+        _order(study, cancelled=True, cancel_reason="Duplicate order")
+    client = login(Role.RADIOLOGIST)
+    listed = client.get("/api/studies/").json()["results"]
+    assert study.pk not in [row["id"] for row in listed]  # off the worklist
+    cancelled = client.get("/api/studies/?status=cancelled").json()["results"]
+    assert [row["id"] for row in cancelled] == [study.pk]
+    client.put(
+        "/api/worklist/filters/",
+        {"reading_status": "cancelled"},
+        content_type="application/json",
+    )
+    html = client.get("/worklist/").content.decode()
+    assert "Duplicate order" in html
+    assert 'class="claim"' not in html  # nothing to do on it but look

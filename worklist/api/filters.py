@@ -26,8 +26,10 @@ class StudyFilter(django_filters.FilterSet):  # type: ignore[misc]  # untyped
         validators=[_CODE_STRING],
     )
     patient_class = django_filters.ChoiceFilter(choices=choices(PatientClass))
+    # Final studies have left the worklist for good: not a status it lists.
     status = django_filters.ChoiceFilter(
-        field_name="worklist_entry__reading_status", choices=choices(ReadingStatus)
+        field_name="worklist_entry__reading_status",
+        choices=[c for c in choices(ReadingStatus) if c[0] != ReadingStatus.FINAL],
     )
     ai_flagged = django_filters.BooleanFilter(method="filter_ai_flagged")
     mine = django_filters.BooleanFilter(method="filter_mine")

@@ -38,6 +38,7 @@ from worklist.api.serializers import (
     WorklistFilterSerializer,
 )
 from worklist.queries import ORDERING, for_worklist
+from worklist.vocabulary import ReadingStatus
 
 READ_STUDIES = "triage.read_studies"
 VIEW_ALERT_BOARD = "triage.view_alert_board"
@@ -129,7 +130,8 @@ class StudyViewSet(
     filterset_class = StudyFilter
 
     def get_queryset(self) -> QuerySet[Study]:
-        return for_worklist()
+        status = self.request.query_params.get("status", "")
+        return for_worklist(cancelled=status == ReadingStatus.CANCELLED)
 
     def get_serializer_class(self) -> type[BaseSerializer[Any]]:
         if self.request.user.has_perm(VIEW_PHI):
