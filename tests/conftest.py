@@ -24,6 +24,16 @@ def _isolated_storage(settings: Any, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _product_hl7_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with the product's HL7 handlers, whatever another test
+    registered (fakes are for the listener processes under test)."""
+    from triage.hl7 import dispatch, handlers
+
+    monkeypatch.setattr(dispatch, "_HANDLERS", {})
+    handlers.register_all()
+
+
+@pytest.fixture(autouse=True)
 def _no_cached_report_feed() -> Iterator[None]:
     """Whether the RIS sends reports is cached per process: not across tests."""
     from worklist.site import forget_report_feed

@@ -19,7 +19,7 @@ from hl7.mllp import open_hl7_connection
 
 from tests.harness.processes import ManagedProcess, free_port, run_manage, wait_until
 from tests.triage import hl7_samples as samples
-from tests.triage.hl7_fake_handlers import APPLIED_ACTION, BLOCK_FILE_ENV
+from tests.triage.hl7_fake_names import APPLIED_ACTION, BLOCK_FILE_ENV
 
 
 def _rows(database_url: str) -> list[tuple[str, str, str]]:

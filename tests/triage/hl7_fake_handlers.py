@@ -15,12 +15,10 @@ from pathlib import Path
 
 from django.utils import timezone
 
+from tests.triage.hl7_fake_names import APPLIED_ACTION, BLOCK_FILE_ENV
 from triage.hl7.dispatch import NotApplicable, register
 from triage.hl7.messages import ERR_UNKNOWN_KEY, OrderMessage, ReportMessage
 from triage.services import record_audit
-
-BLOCK_FILE_ENV = "HL7_TEST_BLOCK_FILE"
-APPLIED_ACTION = "hl7_test_order_applied"
 
 
 def record_order(message: OrderMessage) -> None:

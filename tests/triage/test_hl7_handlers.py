@@ -20,20 +20,12 @@ from tests.factories import (
     entry_of,
 )
 from tests.triage import hl7_samples as samples
-from triage.hl7 import dispatch, handlers
 from triage.hl7.services import receive_message
 from triage.models import HL7Message, Order, Report, Study
 from triage.vocabulary import OrderPriority, PatientClass
 from worklist.vocabulary import ReadingStatus
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def real_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The product's handlers only (a test module may have loaded fakes)."""
-    monkeypatch.setattr(dispatch, "_HANDLERS", {})
-    handlers.register_all()
 
 
 PHI = ("MRN12345", "DOE", "JANE", "19700315")

@@ -28,7 +28,7 @@ from tests.harness.processes import (
     wait_until,
 )
 from tests.triage import hl7_samples as samples
-from tests.triage.hl7_fake_handlers import APPLIED_ACTION, BLOCK_FILE_ENV
+from tests.triage.hl7_fake_names import APPLIED_ACTION, BLOCK_FILE_ENV
 
 MAX_KB = 64
 ACK_TIMEOUT = 20.0
