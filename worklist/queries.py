@@ -6,7 +6,7 @@ from django.db.models import F, OrderBy, QuerySet
 
 from triage.models import Study
 from worklist.priority import WORKLIST_ORDER
-from worklist.vocabulary import ReadingStatus
+from worklist.vocabulary import OFF_THE_LIST, ReadingStatus
 
 #: Where each field of the engine's order lives on a worklist query
 #: (``priority_score`` is annotated from the entry by :func:`for_worklist`).
@@ -38,10 +38,7 @@ def not_final(queryset: QuerySet[Study] | None = None) -> QuerySet[Study]:
     """Studies with a worklist entry that is not final (nor its order cancelled)."""
     studies = Study.objects.all() if queryset is None else queryset
     return studies.filter(worklist_entry__isnull=False).exclude(
-        worklist_entry__reading_status__in=[
-            ReadingStatus.FINAL,
-            ReadingStatus.CANCELLED,
-        ]
+        worklist_entry__reading_status__in=OFF_THE_LIST
     )
 
 

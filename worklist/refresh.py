@@ -40,8 +40,8 @@ from worklist.priority import (
     compute_priority,
     waiting_start,
 )
-from worklist.rows import shown_state
-from worklist.vocabulary import ReadingStatus
+from worklist.rows import order_of, shown_state
+from worklist.vocabulary import OFF_THE_LIST, ReadingStatus
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +58,6 @@ REFRESH_CHUNK = 500
 WAITING = frozenset(
     {ReadingStatus.AWAITING_IMAGES, ReadingStatus.AWAITING_AI, ReadingStatus.READY}
 )
-#: Reading states that are not on the worklist.
-OFF_THE_LIST = frozenset({ReadingStatus.FINAL, ReadingStatus.CANCELLED})
 #: The fields a refresh may change.
 REFRESHED_FIELDS = (
     "priority_score",
@@ -140,7 +138,7 @@ def score_of(
 
 def order_cancelled(study: Study) -> bool:
     """Whether the study's order was cancelled (``order`` loaded with it)."""
-    order = getattr(study, "order", None)
+    order = order_of(study)
     return order is not None and order.status == OrderStatus.CANCELLED
 
 

@@ -15,7 +15,7 @@ from worklist.alerts.models import Alert
 from worklist.models import WorklistEntry
 from worklist.priority import Band, ComponentCode, band_of
 from worklist.site import reading_ends_in_ris
-from worklist.vocabulary import ReadingStatus
+from worklist.vocabulary import OFF_THE_LIST
 
 
 def with_live_findings(queryset: QuerySet[Study]) -> QuerySet[Study]:
@@ -107,7 +107,7 @@ class StudyRow:
         band = band_of(entry.priority_score)
         mine = entry.claimed_by_id is not None and entry.claimed_by_id == user.pk
         # Final or cancelled: nothing to do on the row but look.
-        final = entry.reading_status in (ReadingStatus.FINAL, ReadingStatus.CANCELLED)
+        final = entry.reading_status in OFF_THE_LIST
         finding = _top_finding(study)
         return cls(
             study=study,
@@ -203,13 +203,20 @@ def shown_state(study: Study, entry: WorklistEntry) -> dict[str, Any]:
     }
 
 
+def order_of(study: Study) -> Order | None:
+    """The study's order, None when none is known (images without one)."""
+    try:
+        return study.order
+    except Order.DoesNotExist:
+        return None
+
+
 def order_context(study: Study) -> tuple[str, ...] | None:
     """What the study's order tells its readers (shown on the row and on
     alert cards): reason, location, ordering provider, call-back number,
     and the reason of a cancellation. None when no order is known."""
-    try:
-        order = study.order
-    except Order.DoesNotExist:
+    order = order_of(study)
+    if order is None:
         return None
     return (
         order.reason_for_study,

@@ -21,3 +21,7 @@ class ReadingStatus(LabelledEnum):
     # The order was cancelled (ORC-1 CA/DC, FHIR revoked): off the list, the
     # images kept; the reason is the order's (``study.order.cancel_reason``).
     CANCELLED = "cancelled"
+
+
+#: Reading states that are not on the worklist: reported, or order cancelled.
+OFF_THE_LIST = frozenset({ReadingStatus.FINAL, ReadingStatus.CANCELLED})
